@@ -1,0 +1,44 @@
+# One entry for everything. `make demo` and `make test` create and reuse .venv by themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= demo_out
+UTKFACE ?= ../shared/data/utkface
+
+.PHONY: venv demo test test-fast lint bench bench-preprocess bench-input bench-quality clean
+
+venv: $(STAMP)
+
+# Reinstall only when the package's requirements change.
+$(STAMP): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[cpu,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	DEMO_DIR=$(DEMO_DIR) PY=$(PY) bash scripts/demo.sh
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: bench-preprocess bench-input
+
+bench-preprocess: $(STAMP)
+	$(PY) -m bench.preprocess_throughput --data_dir=$(UTKFACE)
+
+bench-input: $(STAMP)
+	$(PY) -m bench.input_throughput
+
+bench-quality: $(STAMP)
+	$(PY) -m bench.quality --data_dir=$(UTKFACE)
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache *.egg-info

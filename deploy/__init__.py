@@ -1,0 +1,1 @@
+"""Vertex AI training jobs, tuning, model upload and serving, Dataflow launch helpers."""

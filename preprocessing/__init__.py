@@ -1,0 +1,1 @@
+"""Beam preprocessing: labelled face images -> validated, deduplicated, split, sharded TFRecords."""

@@ -1,0 +1,138 @@
+"""The one record schema shared by the Beam writer and the tf.data reader.
+
+Every face becomes one ``tf.train.Example``. The feature names, dtypes and defaults live here
+and nowhere else: ``encode`` is what preprocessing writes, ``parse`` is what the trainer reads,
+and ``tfds_features`` describes the same bytes to TFDS so that
+``tfds.builder_from_directory(output_dir)`` loads the splits. A write-then-read test pins all three
+to each other.
+
+Extra label columns (gender, race, a subject id, APPA-REAL's apparent age, ...) are carried
+generically as strings under ``extra/<name>``; the list of names for a data set is stored in
+its metadata (``extra_columns`` in stats.json) so the reader knows which keys to expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# Feature keys. Slashes nest in TFDS (``image/encoded`` is ``features["image"]["encoded"]``).
+IMAGE = "image/encoded"
+HEIGHT = "image/height"
+WIDTH = "image/width"
+ORIGINAL_HEIGHT = "image/original_height"
+ORIGINAL_WIDTH = "image/original_width"
+FILENAME = "image/filename"
+AGE = "age"
+ID = "id"
+BLUR = "quality/blur"
+BRIGHTNESS = "quality/brightness"
+EXTRA_PREFIX = "extra/"
+
+SPLITS = ("train", "validation", "test")
+# Shards are OUT/{split}-00000-of-00004; TFDS is told the same template in its metadata.
+FILENAME_TEMPLATE = "{SPLIT}-{SHARD_X_OF_Y}"
+SHARD_GLOB = "{split}-*-of-*"
+STATS_FILE = "stats.json"
+ERRORS_DIR = "errors"
+
+_BYTES = {IMAGE, FILENAME, ID}
+_INTS = {HEIGHT, WIDTH, ORIGINAL_HEIGHT, ORIGINAL_WIDTH}
+_FLOATS = {AGE, BLUR, BRIGHTNESS}
+CORE_KEYS = (IMAGE, HEIGHT, WIDTH, ORIGINAL_HEIGHT, ORIGINAL_WIDTH, FILENAME, AGE, ID, BLUR,
+             BRIGHTNESS)
+
+
+def extra_key(name: str) -> str:
+    return EXTRA_PREFIX + name
+
+
+def encode(record: Mapping[str, Any], extra_columns: Sequence[str] = ()) -> bytes:
+    """Serialises one face record (keys as above; extras by column name) to Example bytes.
+
+    Every extra column is written for every record (empty string when missing) because the
+    reader parses fixed-length features and TFDS requires each declared feature.
+    """
+    import tensorflow as tf  # Imported lazily: Beam pickles this module onto workers.
+
+    feature = {}
+    for key in CORE_KEYS:
+        if key not in record:
+            raise KeyError(f"record for {record.get(FILENAME, '?')!r} lacks schema field {key!r}")
+        value = record[key]
+        if key in _BYTES:
+            value = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+        elif key in _INTS:
+            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        else:
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+    extras = record.get("extra", {}) or {}
+    for name in extra_columns:
+        text = "" if extras.get(name) is None else str(extras[name])
+        feature[extra_key(name)] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[text.encode("utf-8")]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def feature_spec(extra_columns: Sequence[str] = ()) -> dict:
+    """The ``tf.io.parse_example`` spec for records written by ``encode``."""
+    import tensorflow as tf
+
+    spec = {}
+    for key in CORE_KEYS:
+        if key in _BYTES:
+            spec[key] = tf.io.FixedLenFeature([], tf.string)
+        elif key in _INTS:
+            spec[key] = tf.io.FixedLenFeature([], tf.int64)
+        else:
+            spec[key] = tf.io.FixedLenFeature([], tf.float32)
+    for name in extra_columns:
+        spec[extra_key(name)] = tf.io.FixedLenFeature([], tf.string, default_value="")
+    return spec
+
+
+def parse(serialized, extra_columns: Sequence[str] = ()) -> dict:
+    """Parses a scalar or a batch of serialised Examples into a flat dict of tensors.
+
+    The image stays encoded: decoding belongs to the input pipeline, after shuffling and
+    caching decisions (decoded images are ~10x larger than JPEG bytes).
+    """
+    import tensorflow as tf
+
+    spec = feature_spec(extra_columns)
+    if serialized.shape.rank == 0:
+        return tf.io.parse_single_example(serialized, spec)
+    return tf.io.parse_example(serialized, spec)
+
+
+def tfds_features(image_size: int, extra_columns: Sequence[str] = ()):
+    """The same records described as a TFDS FeaturesDict (nested by the '/' in each key)."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    text = tfds.features.Text
+    image = {
+        "encoded": tfds.features.Image(shape=(image_size, image_size, 3), encoding_format="jpeg"),
+        "height": tfds.features.Tensor(shape=(), dtype=tf.int64),
+        "width": tfds.features.Tensor(shape=(), dtype=tf.int64),
+        "original_height": tfds.features.Tensor(shape=(), dtype=tf.int64),
+        "original_width": tfds.features.Tensor(shape=(), dtype=tf.int64),
+        "filename": text(),
+    }
+    features = {
+        "image": tfds.features.FeaturesDict(image),
+        "age": tfds.features.Tensor(shape=(), dtype=tf.float32),
+        "id": text(),
+        "quality": tfds.features.FeaturesDict({
+            "blur": tfds.features.Tensor(shape=(), dtype=tf.float32),
+            "brightness": tfds.features.Tensor(shape=(), dtype=tf.float32),
+        }),
+    }
+    if extra_columns:
+        features["extra"] = tfds.features.FeaturesDict({name: text() for name in extra_columns})
+    return tfds.features.FeaturesDict(features)
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    return f"{split}-{index:05d}-of-{num_shards:05d}"

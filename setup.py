@@ -1,0 +1,44 @@
+"""Face age estimation: Beam preprocessing, tf.distribute trainer, evaluation and Vertex AI deploy.
+
+TensorFlow comes through an extra so that one package serves a laptop (``[cpu]``: tensorflow-cpu)
+and the cloud image (whose GPU base image already ships ``tensorflow``; ``[gpu]`` installs it
+elsewhere). ``pip install -e '.[cpu,dev]'`` is what ``make test`` runs.
+"""
+
+from setuptools import find_packages, setup
+
+TF_RANGE = ">=2.16,<2.22"
+
+setup(
+    name="face-age",
+    version="0.1.0",
+    description="Train, evaluate and serve a face age estimator on your own labelled photos.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["preprocessing", "preprocessing.*", "trainer", "trainer.*",
+                                    "deploy", "deploy.*"]),
+    install_requires=[
+        "tensorflow-datasets>=4.9,<5",
+        "apache-beam[gcp]>=2.60,<3",
+        "google-cloud-storage>=2.10,<4",
+        "pandas>=2.0,<3",
+        "pillow>=10,<13",
+        "absl-py>=2.0,<3",
+        "numpy>=1.26,<3",
+        "matplotlib>=3.8,<4",
+    ],
+    extras_require={
+        "cpu": [f"tensorflow-cpu{TF_RANGE}"],
+        "gpu": [f"tensorflow[and-cuda]{TF_RANGE}"],
+        "cloud": ["google-cloud-aiplatform>=1.60,<2", "cloudml-hypertune>=0.1.0.dev6"],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "ruff>=0.6",
+            "gcp-storage-emulator>=2024.8.3",
+            "google-cloud-aiplatform>=1.60,<2",
+            "pyyaml>=6",
+        ],
+    },
+)

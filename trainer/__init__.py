@@ -1,0 +1,1 @@
+"""Age-estimation trainer, evaluation and export under tf.distribute."""
