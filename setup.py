@@ -5,6 +5,8 @@ and the cloud image (whose GPU base image already ships ``tensorflow``; ``[gpu]`
 elsewhere). ``pip install -e '.[cpu,dev]'`` is what ``make test`` runs.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 TF_RANGE = ">=2.16,<2.22"
@@ -13,7 +15,7 @@ setup(
     name="face-age",
     version="0.1.0",
     description="Train, evaluate and serve a face age estimator on your own labelled photos.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["preprocessing", "preprocessing.*", "trainer", "trainer.*",

@@ -1,0 +1,18 @@
+"""Why an input was rejected: the codes written to OUT/errors/*.jsonl and counted in stats.json.
+
+One list, so the synthetic sample's manifest, the pipeline and the tests speak the same words.
+"""
+
+MISSING_FILE = "missing_file"  # the label names a file that is not there
+EMPTY_FILE = "empty_file"  # zero bytes
+UNREADABLE_IMAGE = "unreadable_image"  # not an image format the decoder knows
+TRUNCATED_IMAGE = "truncated_image"  # header fine, pixel data cut short
+TOO_MANY_PIXELS = "too_many_pixels"  # decompression-bomb guard (--max_pixels)
+ZERO_SIZE_IMAGE = "zero_size_image"  # decodes to a 0-width or 0-height image
+BAD_AGE = "bad_age"  # non-numeric, negative, NaN or above the maximum age
+BAD_ROW = "bad_row"  # a label row (or file name) that could not be understood
+DUPLICATE_FILE_NAME = "duplicate_file_name"  # the same file named twice in the labels
+DUPLICATE_CONFLICT = "duplicate_conflict"  # identical image bytes carrying different labels
+
+ALL = (MISSING_FILE, EMPTY_FILE, UNREADABLE_IMAGE, TRUNCATED_IMAGE, TOO_MANY_PIXELS,
+       ZERO_SIZE_IMAGE, BAD_AGE, BAD_ROW, DUPLICATE_FILE_NAME, DUPLICATE_CONFLICT)
