@@ -1,0 +1,219 @@
+"""Training-time image augmentation: one frozen config and pure, seeded TensorFlow functions.
+
+Images are float32 in 0..255 (the backbone's own preprocessing lives inside the Keras model).
+Every random number comes from stateless ops keyed by an explicit ``seed`` (shape [2] int), so the
+same seed gives the same pixels eagerly, inside ``tf.data`` and on any machine: this is what makes
+``--deterministic`` runs repeat. The input pipeline derives one seed per element.
+
+Why not Keras augmentation layers: inside tf.data on 2 cores they ran at about half the speed of
+a bare training loop (DESIGN.md). Here the whole geometric part (flip excepted) is ONE
+``ImageProjectiveTransformV3`` and the whole colour part is one add, one blend and one 3x3 matrix
+per image, all vectorised over a batch.
+
+Random parameters for an image are drawn as one fixed row of uniforms (``_COLUMNS``), so turning an
+op on or off never changes the randomness of the others, and an op whose magnitude is 0 is skipped
+in Python: ``AugmentConfig.none()`` is exactly the identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+
+FILL_MODES = ("reflect", "constant", "nearest", "wrap")
+
+# One column of uniforms in [0, 1) per random quantity of an image.
+_COLUMNS = ("flip", "angle", "zoom", "shift_x", "shift_y", "brightness", "contrast", "saturation",
+            "hue", "erase", "erase_area", "erase_aspect", "erase_y", "erase_x")
+_COL = {name: i for i, name in enumerate(_COLUMNS)}
+
+# RGB <-> YIQ. Hue is a rotation of the (I, Q) chroma plane and saturation a scaling of it, so the
+# two together are one 3x3 matrix per image (the approach of NVIDIA DALI's colour twist) instead
+# of an RGB -> HSV -> RGB round trip per pixel. It approximates tf.image.adjust_hue's HSV shift.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
+                        [0.595716, -0.274453, -0.321263],
+                        [0.211456, -0.522591, 0.311135]], dtype=np.float64)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+
+_MIN_ERASE_AREA = 0.02          # Zhong et al. 2017 (random erasing): s_l = 0.02
+_ERASE_ASPECT = (0.3, 1 / 0.3)  # r_1 = 0.3, r_2 = 1 / r_1
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Magnitudes of each augmentation; 0 (or False) switches an op off.
+
+    flip: random horizontal flip with probability 0.5 (faces are left-right symmetric).
+    max_shift: translation, a fraction of the image side, uniform in [-max_shift, max_shift].
+    max_zoom: scale factor uniform in [1 - max_zoom, 1 + max_zoom] (>1 zooms in).
+    max_rotation: degrees, uniform in [-max_rotation, max_rotation].
+    brightness: added delta, a fraction of 255, uniform in [-brightness, brightness].
+    contrast / saturation: factor uniform in [1 - x, 1 + x].
+    hue: rotation, a fraction of the full hue circle, uniform in [-hue, hue] (<= 0.5).
+    erasing_probability: chance of replacing a random rectangle with noise (random erasing).
+    erasing_max_area: largest erased area as a fraction of the image (smallest is 0.02).
+    fill_mode: how pixels moved in from outside the image by shift/zoom/rotation are filled.
+    """
+
+    flip: bool = True
+    max_shift: float = 0.0
+    max_zoom: float = 0.0
+    max_rotation: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    erasing_probability: float = 0.0
+    erasing_max_area: float = 0.25
+    fill_mode: str = "reflect"
+
+    def __post_init__(self):
+        def check(name, low, high, high_open=False):
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = number and (low <= value < high if high_open else low <= value <= high)
+            if not ok:  # NaN fails both comparisons, so it lands here too
+                bracket = ")" if high_open else "]"
+                raise ValueError(
+                    f"AugmentConfig.{name}={value!r} must be a number in [{low}, {high}{bracket}")
+
+        check("max_shift", 0.0, 0.5)
+        check("max_zoom", 0.0, 1.0, high_open=True)  # a scale of 0 would be a singular transform
+        check("max_rotation", 0.0, 180.0)
+        check("brightness", 0.0, 1.0)
+        check("contrast", 0.0, 1.0)
+        check("saturation", 0.0, 1.0)
+        check("hue", 0.0, 0.5)
+        check("erasing_probability", 0.0, 1.0)
+        check("erasing_max_area", _MIN_ERASE_AREA, 1.0)
+        if self.fill_mode not in FILL_MODES:
+            raise ValueError(f"AugmentConfig.fill_mode={self.fill_mode!r} must be one of "
+                             f"{FILL_MODES}")
+
+    @classmethod
+    def none(cls) -> AugmentConfig:
+        """No augmentation at all: augment_* return their input unchanged."""
+        return cls(flip=False)
+
+    @classmethod
+    def default(cls) -> AugmentConfig:
+        """Mild, face-preserving augmentation: aligned crops only need small geometric jitter."""
+        return cls(flip=True, max_shift=0.05, max_zoom=0.1, max_rotation=10.0, brightness=0.15,
+                   contrast=0.2, saturation=0.2, hue=0.02, erasing_probability=0.0)
+
+    @property
+    def geometric(self) -> bool:
+        return self.max_shift > 0 or self.max_zoom > 0 or self.max_rotation > 0
+
+    @property
+    def is_identity(self) -> bool:
+        return not (self.flip or self.geometric or self.brightness or self.contrast
+                    or self.saturation or self.hue or self.erasing_probability)
+
+
+def augment_image(image, seed, config: AugmentConfig):
+    """Augments one float32 image [H, W, 3] in 0..255; same shape, dtype and range back."""
+    image = tf.convert_to_tensor(image)
+    if image.shape.rank != 3:
+        raise ValueError(f"augment_image expects one image [H, W, 3], got shape {image.shape}")
+    return augment_batch(image[tf.newaxis], seed, config)[0]
+
+
+def augment_batch(images, seed, config: AugmentConfig):
+    """Augments a batch [B, H, W, 3] (float32, 0..255), each image with its own parameters.
+
+    seed: int32/int64 tensor of shape [2]; the same seed gives the same result.
+    """
+    images = tf.convert_to_tensor(images)
+    if images.shape.rank != 4 or images.shape[-1] != 3:
+        raise ValueError(f"augment_batch expects images [B, H, W, 3], got shape {images.shape}")
+    if images.dtype != tf.float32:
+        raise TypeError(f"augment_batch expects float32 images in 0..255, got {images.dtype}")
+    if config.is_identity:
+        return images
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    shape = tf.shape(images)
+    u = tf.random.stateless_uniform([shape[0], len(_COLUMNS)], seed=seed)
+    col = lambda name: u[:, _COL[name]]
+    sym = lambda name, magnitude: (2.0 * col(name) - 1.0) * magnitude  # uniform in [-m, m]
+
+    if config.flip:
+        flip = tf.reshape(col("flip") < 0.5, [-1, 1, 1, 1])
+        images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+    if config.geometric:
+        images = _affine(images, angle=sym("angle", math.radians(config.max_rotation)),
+                         scale=1.0 + sym("zoom", config.max_zoom),
+                         shift_x=sym("shift_x", config.max_shift),
+                         shift_y=sym("shift_y", config.max_shift), fill_mode=config.fill_mode)
+    colour = config.brightness or config.contrast or config.saturation or config.hue
+    if config.brightness:
+        images = images + tf.reshape(sym("brightness", config.brightness * 255.0), [-1, 1, 1, 1])
+    if config.contrast:
+        factor = tf.reshape(1.0 + sym("contrast", config.contrast), [-1, 1, 1, 1])
+        mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)  # per image and channel
+        images = (images - mean) * factor + mean
+    if config.saturation or config.hue:
+        matrix = _chroma_matrix(1.0 + sym("saturation", config.saturation),
+                                sym("hue", config.hue * 2.0 * math.pi))
+        images = tf.einsum("bhwc,bdc->bhwd", images, matrix)
+    if colour:
+        images = tf.clip_by_value(images, 0.0, 255.0)
+    if config.erasing_probability:
+        images = _erase(images, u, config, tf.random.experimental.stateless_fold_in(seed, 1))
+    return images
+
+
+def _affine(images, angle, scale, shift_x, shift_y, fill_mode):
+    """Rotation + zoom about the centre, then a shift, as one bilinear resampling per image.
+
+    ImageProjectiveTransformV3 maps each OUTPUT pixel to the INPUT point it samples:
+    in = c + R(angle) (out - c) / scale - shift * size, with c the centre pixel.
+    """
+    height = tf.cast(tf.shape(images)[1], tf.float32)
+    width = tf.cast(tf.shape(images)[2], tf.float32)
+    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    a0, a1, b0, b1 = cos, -sin, sin, cos
+    a2 = cx - a0 * cx - a1 * cy - shift_x * width
+    b2 = cy - b0 * cx - b1 * cy - shift_y * height
+    zeros = tf.zeros_like(a0)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode=fill_mode.upper())
+
+
+def _chroma_matrix(saturation, hue_angle):
+    """Per-image 3x3 RGB matrices [B, 3, 3]: scale chroma by `saturation`, rotate it by `hue`."""
+    cos, sin = tf.cos(hue_angle) * saturation, tf.sin(hue_angle) * saturation
+    one, zero = tf.ones_like(cos), tf.zeros_like(cos)
+    yiq = tf.stack([tf.stack([one, zero, zero], -1),
+                    tf.stack([zero, cos, -sin], -1),
+                    tf.stack([zero, sin, cos], -1)], axis=1)  # [B, 3, 3] acting on (Y, I, Q)
+    to_yiq = tf.constant(_RGB_TO_YIQ, tf.float32)
+    to_rgb = tf.constant(_YIQ_TO_RGB, tf.float32)
+    return tf.einsum("ij,bjk,kl->bil", to_rgb, yiq, to_yiq)
+
+
+def _erase(images, u, config: AugmentConfig, noise_seed):
+    """Random erasing (Zhong et al. 2017): a random rectangle becomes uniform noise."""
+    shape = tf.shape(images)
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    area = _MIN_ERASE_AREA + u[:, _COL["erase_area"]] * (config.erasing_max_area - _MIN_ERASE_AREA)
+    log_lo, log_hi = math.log(_ERASE_ASPECT[0]), math.log(_ERASE_ASPECT[1])
+    aspect = tf.exp(log_lo + u[:, _COL["erase_aspect"]] * (log_hi - log_lo))
+    box_h = tf.minimum(tf.sqrt(area * aspect) * height, height)
+    box_w = tf.minimum(tf.sqrt(area / aspect) * width, width)
+    top = u[:, _COL["erase_y"]] * (height - box_h)
+    left = u[:, _COL["erase_x"]] * (width - box_w)
+    rows = tf.range(height)[tf.newaxis, :]
+    cols = tf.range(width)[tf.newaxis, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + box_h)[:, None])    # [B, H]
+    in_cols = (cols >= left[:, None]) & (cols < (left + box_w)[:, None])  # [B, W]
+    chosen = u[:, _COL["erase"]] < config.erasing_probability            # [B]
+    mask = (in_rows[:, :, None] & in_cols[:, None, :]) & chosen[:, None, None]
+    noise = tf.random.stateless_uniform(shape, seed=noise_seed, maxval=255.0)
+    return tf.where(mask[..., tf.newaxis], noise, images)

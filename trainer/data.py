@@ -1,0 +1,207 @@
+"""The trainer's tf.data input pipeline: preprocessing's TFRecord shards -> batches of faces.
+
+``build_dataset`` is one straight-line function; each step's comment says why it sits where it
+does. The record layout comes from ``preprocessing.schema`` (never redefined here), the per-image
+work lives in small pure functions (``decode_image``, ``lookup_weights``, ``to_element``) that
+tests call eagerly, and augmentation lives in ``trainer.augment``.
+
+Images leave the pipeline as float32 in 0..255: the backbone's own input preprocessing is a layer
+of the Keras model, so the exported model (which takes image bytes) cannot drift from training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from preprocessing import schema
+from trainer.augment import AugmentConfig, augment_image
+
+# Keys of the metadata dict produced with with_metadata=True (extra columns are added by name).
+META_KEYS = {"id": schema.ID, "filename": schema.FILENAME, "blur": schema.BLUR,
+             "brightness": schema.BRIGHTNESS}
+
+# Files read at once by the interleave. More files in flight hide per-file latency on gs://;
+# each open TFRecord reader holds a read buffer, so there is little point going much higher.
+_CYCLE_LENGTH = 16
+_READ_BUFFER_BYTES = 1 << 20  # 1 MiB per reader: fewer, larger reads from a bucket
+
+
+def list_files(data_dir: str, split: str) -> list[str]:
+    """The shards of `split` under `data_dir` (local or gs://), sorted."""
+    pattern = schema.SHARD_GLOB.format(split=split)
+    path = data_dir.rstrip("/") + "/" + pattern
+    try:
+        files = tf.io.gfile.glob(path)
+    except tf.errors.NotFoundError:  # some file systems raise instead of returning nothing
+        files = []
+    if not files:
+        hint = ("the directory does not exist" if not tf.io.gfile.isdir(data_dir)
+                else "is it the output_dir of preprocessing.run, and is the split name right "
+                     f"(one of {', '.join(schema.SPLITS)})?")
+        raise FileNotFoundError(
+            f"no {split!r} shards in {data_dir!r}: nothing matches the pattern {pattern!r} "
+            f"({path}); {hint}")
+    return sorted(files)
+
+
+def decode_image(encoded, image_size: int):
+    """JPEG bytes -> float32 [image_size, image_size, 3] in 0..255.
+
+    Preprocessing already resized every record to the configured size, so the resize only runs
+    (inside a tf.cond) when a data set was written at a different size than the trainer asks for.
+    """
+    image = tf.io.decode_jpeg(encoded, channels=3)
+    shape = tf.shape(image)
+    image = tf.cond(
+        tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size)),
+        lambda: tf.cast(image, tf.float32),
+        lambda: tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size],
+                                method="bilinear", antialias=True))
+    image = tf.clip_by_value(image, 0.0, 255.0)  # bilinear/antialias may overshoot slightly
+    return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def check_age_weights(age_weights) -> np.ndarray:
+    """Validates a per-age weight table (index = floor(age)) and returns it as float32."""
+    table = np.asarray(age_weights, dtype=np.float32)
+    if table.ndim != 1 or table.size == 0:
+        raise ValueError(f"age_weights must be a non-empty 1-D array indexed by floor(age), got "
+                         f"shape {table.shape}")
+    if not np.all(np.isfinite(table)) or np.any(table < 0):
+        raise ValueError("age_weights must be finite and non-negative; got min "
+                         f"{np.nanmin(table)}, max {np.nanmax(table)}")
+    return table
+
+
+def lookup_weights(age, table):
+    """Per-example weights: table[floor(age)], the index clipped to the table's range."""
+    table = tf.convert_to_tensor(table, tf.float32)
+    index = tf.cast(tf.floor(age), tf.int32)
+    index = tf.clip_by_value(index, 0, tf.shape(table)[0] - 1)
+    return tf.gather(table, index)
+
+
+def to_element(features, *, image_size: int, age_weights=None, augment=None, seed=None,
+               extra_columns: Sequence[str] = (), with_metadata: bool = False):
+    """One parsed record (schema.parse output) -> (image, age, weight | meta)."""
+    image = decode_image(features[schema.IMAGE], image_size)
+    if augment is not None:
+        image = augment_image(image, seed, augment)
+    age = tf.cast(features[schema.AGE], tf.float32)
+    if with_metadata:
+        meta = {name: features[key] for name, key in META_KEYS.items()}
+        meta.update({name: features[schema.extra_key(name)] for name in extra_columns})
+        return image, age, meta
+    weight = (tf.ones_like(age) if age_weights is None else lookup_weights(age, age_weights))
+    return image, age, weight
+
+
+def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int, training: bool,
+                  extra_columns: Sequence[str] = (), augment: AugmentConfig | None = None,
+                  age_weights=None, cache: bool | str = False, shuffle_buffer: int = 2048,
+                  seed: int = 0, deterministic: bool = False, repeat: int | None = None,
+                  input_context: tf.distribute.InputContext | None = None,
+                  with_metadata: bool = False) -> tf.data.Dataset:
+    """Batches of (image [B,S,S,3] f32 0..255, age [B] f32, weight [B] f32 | meta dict).
+
+    batch_size: the batch of THIS pipeline (with input_context, the per-replica batch).
+    augment: applied when training only; None or AugmentConfig.none() for no augmentation.
+    cache: False, True (memory) or a file path prefix; caches the encoded records.
+    repeat: epochs; None repeats forever when training and reads once otherwise.
+    deterministic: fixed element order (and so reproducible augmentation) at some speed cost;
+      evaluation (training=False) is always read in a fixed order.
+    input_context: from distribute_datasets_from_function; the files are split between pipelines.
+    with_metadata: elements are (image, age, meta) with meta = id, filename, blur, brightness and
+      the extra columns, for evaluation reports.
+    """
+    _check_args(batch_size=batch_size, image_size=image_size, shuffle_buffer=shuffle_buffer,
+                repeat=repeat, extra_columns=extra_columns)
+    table = None if age_weights is None else check_age_weights(age_weights)
+    files = list_files(data_dir, split)
+    num_pipelines, pipeline_id = 1, 0
+    if input_context is not None:
+        num_pipelines = input_context.num_input_pipelines
+        pipeline_id = input_context.input_pipeline_id
+        if len(files) < num_pipelines:
+            raise ValueError(
+                f"{len(files)} {split!r} shard(s) in {data_dir!r} cannot feed {num_pipelines} "
+                f"input pipelines (one per worker): each needs at least one file. Re-run "
+                f"preprocessing with at least {num_pipelines} shards per split.")
+    # Every pipeline draws different shuffles and augmentations but repeats across runs.
+    base_seed = tf.constant([seed, pipeline_id], tf.int64)
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    # Shard by FILE before anything reorders the list: the sorted list is identical on every
+    # worker, so the shards are disjoint and together cover every file, and no worker reads (and
+    # discards) the others' records as sharding after the interleave would.
+    if num_pipelines > 1:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    # Shuffle the file order (training only): the record shuffle buffer below only mixes nearby
+    # records, so without this every epoch would start from the same shards.
+    if training:
+        ds = ds.shuffle(len(files), seed=seed + 1_000_003 * pipeline_id,
+                        reshuffle_each_iteration=True)
+    # Read several files at once: parallel I/O hides read latency (especially on gs://) and the
+    # round-robin mixes records from different shards.
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=_READ_BUFFER_BYTES),
+        cycle_length=min(_CYCLE_LENGTH, len(files)), num_parallel_calls=tf.data.AUTOTUNE)
+    # Cache the ENCODED records, before shuffle/repeat/decode: JPEG bytes are ~10x smaller than
+    # decoded images, and every epoch must still get a fresh shuffle and fresh augmentation.
+    if cache:
+        ds = ds.cache("" if cache is True else str(cache))
+    # Shuffle records (training only), before repeat so that epoch boundaries stay intact (every
+    # record seen once per epoch) and before batching so batches mix ages: UTKFace-style inputs
+    # are sorted by age, and batch statistics must not see one age per batch.
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed + 7_919 * pipeline_id,
+                        reshuffle_each_iteration=True)
+    # Repeat after the shuffle: Keras steps_per_epoch then decides the epoch length.
+    epochs = (-1 if training else 1) if repeat is None else repeat
+    if epochs != 1:
+        ds = ds.repeat(None if epochs < 0 else epochs)
+    # Number the elements after repeat so that every element of every epoch gets its own
+    # augmentation seed: fold_in(base_seed, index). With deterministic=True the order, and hence
+    # every image, repeats from run to run.
+    ds = ds.enumerate()
+    augment = augment if training and augment is not None and not augment.is_identity else None
+
+    def parse_decode_augment(index, serialized):
+        features = schema.parse(serialized, extra_columns)
+        element_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
+        return to_element(features, image_size=image_size, age_weights=table, augment=augment,
+                          seed=element_seed, extra_columns=extra_columns,
+                          with_metadata=with_metadata)
+
+    # Parse, decode and augment one record per call, in parallel: this is where the CPU time
+    # goes, and it runs after the cheap shuffle so the shuffle buffer holds small encoded records.
+    ds = ds.map(parse_decode_augment, num_parallel_calls=tf.data.AUTOTUNE)
+    # drop_remainder when training so every step (and every replica) sees the same static shape:
+    # no retracing, and MirroredStrategy never receives a ragged last batch.
+    ds = ds.batch(batch_size, drop_remainder=training)
+    # Overlap input preparation with the training step.
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+
+    options = tf.data.Options()
+    # Non-deterministic order lets parallel interleave/map hand out whichever element is ready
+    # first (faster); evaluation keeps a fixed order so predictions files are stable.
+    options.deterministic = bool(deterministic or not training)
+    return ds.with_options(options)
+
+
+def _check_args(*, batch_size, image_size, shuffle_buffer, repeat, extra_columns):
+    for name, value in (("batch_size", batch_size), ("image_size", image_size),
+                        ("shuffle_buffer", shuffle_buffer)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if repeat is not None and (not isinstance(repeat, (int, np.integer)) or repeat == 0
+                               or repeat < -1):
+        raise ValueError(f"repeat must be None, -1 (forever) or a number of epochs >= 1, "
+                         f"got {repeat!r}")
+    clashes = sorted(set(extra_columns) & set(META_KEYS))
+    if clashes:
+        raise ValueError(f"extra column name(s) {clashes} clash with metadata keys "
+                         f"{sorted(META_KEYS)}; rename them in preprocessing")
