@@ -68,7 +68,7 @@ def sample_faces(rng: np.random.Generator, ages: np.ndarray, genders: np.ndarray
 
     hair_base = _HAIR_COLOURS[rng.integers(0, len(_HAIR_COLOURS), n)]
     # Greying starts in the mid thirties, at a person-specific pace (some stay dark longer).
-    grey = np.clip((ages - 33.0) / 40.0 * rng.uniform(0.6, 1.4, n), 0.0, 1.0)
+    grey = np.clip((ages - 30.0) / 35.0 * rng.uniform(0.75, 1.25, n), 0.0, 1.0)
     style = np.where(u(n) < np.where(male, 0.12, 0.75), HAIR_LONG, HAIR_SHORT)
     receding = male & (u(n) < np.clip((ages - 28.0) / 55.0, 0.0, 0.65))
     style = np.where(receding, HAIR_RECEDING, style)
@@ -78,9 +78,9 @@ def sample_faces(rng: np.random.Generator, ages: np.ndarray, genders: np.ndarray
         "child": child,
         "old": old,
         "male": male,
-        "scale": u(n) * 0.14 + 0.5,  # face height / canvas side
-        "cx": 0.5 + rng.uniform(-0.07, 0.07, n),
-        "cy": 0.47 + rng.uniform(-0.05, 0.05, n),
+        "scale": u(n) * 0.08 + 0.54,  # face height / canvas side (crops are roughly aligned)
+        "cx": 0.5 + rng.uniform(-0.035, 0.035, n),
+        "cy": 0.47 + rng.uniform(-0.03, 0.03, n),
         "aspect": 0.74 + 0.17 * child + rng.normal(0, 0.025, n),
         "skin": _mix(_SKIN_LIGHT, _SKIN_DARK, u(n) ** 1.3) + rng.normal(0, 6, (n, 3)),
         "bg_top": rng.uniform(25, 235, (n, 3)),
