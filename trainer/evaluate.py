@@ -1,0 +1,226 @@
+"""Evaluates an exported model on one split and writes predictions, metrics and a report.
+
+    python -m trainer.evaluate --model=MODEL_DIR --data_dir=DATA_DIR --split=test \\
+        --output_dir=OUT [--tta_flip] [--batch_size=64]
+
+``--model`` is a trainer MODEL_DIR (its ``saved_model/`` is evaluated, and its history.csv gives
+the learning curves) or a SavedModel directory itself. The SavedModel is used through its
+``predict_images`` signature, i.e. exactly what is served, so the report measures the deployed
+artefact and not a Keras object that could differ from it. Outputs in OUT (local or gs://):
+predictions.csv, metrics.json, report.html, report.md and plots/*.png.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from preprocessing import schema
+from trainer import data, metrics, report
+
+SAVED_MODEL_SUBDIR = "saved_model"
+PREDICT_SIGNATURE = "predict_images"
+PREDICTIONS_CSV = "predictions.csv"
+METRICS_JSON = "metrics.json"
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    saved_model: str  # directory holding saved_model.pb
+    model_dir: str | None  # the trainer's MODEL_DIR when known (config.json, history.csv)
+
+
+def _exists(path: str) -> bool:
+    return tf.io.gfile.exists(path)
+
+
+def locate_model(path: str) -> ModelLocation:
+    """MODEL_DIR or SavedModel dir -> both paths; a clear error when it is neither."""
+    path = path.rstrip("/")
+    if _exists(f"{path}/{SAVED_MODEL_SUBDIR}/saved_model.pb"):
+        return ModelLocation(f"{path}/{SAVED_MODEL_SUBDIR}", path)
+    if _exists(f"{path}/saved_model.pb"):
+        parent = path.rsplit("/", 1)[0] if "/" in path else "."
+        known = any(_exists(f"{parent}/{f}") for f in ("config.json", "history.csv"))
+        return ModelLocation(path, parent if known else None)
+    raise FileNotFoundError(
+        f"--model={path!r}: neither a SavedModel (no saved_model.pb) nor a trainer MODEL_DIR "
+        f"(no {SAVED_MODEL_SUBDIR}/saved_model.pb). Point it at the trainer's --model_dir.")
+
+
+def load_predict_fn(saved_model: str):
+    """The SavedModel's predict_images signature as images [B,H,W,3] 0..255 -> ages [B]."""
+    loaded = tf.saved_model.load(saved_model)
+    if PREDICT_SIGNATURE not in loaded.signatures:
+        raise ValueError(f"{saved_model} has no {PREDICT_SIGNATURE!r} signature (has "
+                         f"{sorted(loaded.signatures)}): was it exported by trainer.export?")
+    signature = loaded.signatures[PREDICT_SIGNATURE]
+    input_name = next(iter(signature.structured_input_signature[1]))
+
+    def predict(images: tf.Tensor) -> np.ndarray:
+        out = signature(**{input_name: tf.convert_to_tensor(images, tf.float32)})
+        return out["age"].numpy().reshape(-1)
+
+    predict.keep_alive = loaded  # the signature needs its object graph alive
+    return predict
+
+
+def _text(values) -> list[str]:
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+
+
+class _WorstKeeper:
+    """The n largest absolute errors seen so far, with their images (for the gallery)."""
+
+    def __init__(self, n: int):
+        self.n, self.errors, self.images, self.rows = n, np.zeros(0), [], []
+
+    def add(self, errors: np.ndarray, images: np.ndarray, first_row: int) -> None:
+        if self.n <= 0:
+            return
+        # Only this batch's candidates that can still enter the top n are copied out.
+        top = np.argsort(-errors)[: self.n]
+        errs = np.concatenate([self.errors, errors[top]])
+        imgs = self.images + [np.clip(images[i], 0, 255).astype(np.uint8) for i in top]
+        rows = self.rows + [first_row + int(i) for i in top]
+        keep = np.argsort(-errs, kind="stable")[: self.n]
+        self.errors = errs[keep]
+        self.images = [imgs[i] for i in keep]
+        self.rows = [rows[i] for i in keep]
+
+
+def predict_split(predict_fn, data_dir: str, split: str, *, batch_size: int, image_size: int,
+                  extra_columns=(), tta_flip: bool = False, worst: int = 12
+                  ) -> tuple[pd.DataFrame, list[np.ndarray], list[int]]:
+    """Runs the model over a split: predictions frame, worst images and their row numbers.
+
+    With tta_flip the prediction is the mean of the image's and its mirror's. For a dex head that
+    equals the expectation of the averaged distributions, since the expectation is linear.
+    """
+    ds = data.build_dataset(data_dir, split, batch_size=batch_size, image_size=image_size,
+                            training=False, extra_columns=tuple(extra_columns),
+                            with_metadata=True)
+    columns = {k: [] for k in ("id", "file", "true_age", "predicted_age", "blur", "brightness",
+                               *extra_columns)}
+    keeper = _WorstKeeper(worst)
+    for images, ages, meta in ds:
+        pred = predict_fn(images)
+        if tta_flip:
+            pred = (pred + predict_fn(tf.image.flip_left_right(images))) / 2.0
+        true = ages.numpy().astype(np.float64)
+        keeper.add(np.abs(pred - true), images.numpy(), len(columns["id"]))
+        columns["id"] += _text(meta["id"].numpy())
+        columns["file"] += _text(meta["filename"].numpy())
+        columns["true_age"] += true.tolist()
+        columns["predicted_age"] += pred.astype(np.float64).tolist()
+        columns["blur"] += meta["blur"].numpy().astype(np.float64).tolist()
+        columns["brightness"] += meta["brightness"].numpy().astype(np.float64).tolist()
+        for name in extra_columns:
+            columns[name] += _text(meta[name].numpy())
+    frame = pd.DataFrame(columns)
+    if frame.empty:
+        raise ValueError(f"split {split!r} of {data_dir!r} holds no records to evaluate")
+    return frame, keeper.images, keeper.rows
+
+
+def _read_json(path: str) -> dict | None:
+    if not _exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def read_history(model_dir: str | None) -> pd.DataFrame | None:
+    path = f"{model_dir}/history.csv" if model_dir else None
+    if not path or not _exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return pd.read_csv(f)
+
+
+def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_size: int = 64,
+             tta_flip: bool = False, image_size: int = 0, worst: int = 12,
+             blur_quantiles: int = 4) -> dict:
+    """The whole evaluation; returns what it writes to OUT/metrics.json."""
+    if batch_size < 1:
+        raise ValueError(f"--batch_size={batch_size}: must be a positive integer")
+    if split not in schema.SPLITS:
+        raise ValueError(f"--split={split!r}: must be one of {', '.join(schema.SPLITS)}")
+    location = locate_model(model)
+    stats = schema.load_stats(data_dir)
+    config = _read_json(f"{location.model_dir}/config.json") if location.model_dir else None
+    # The size the model was trained at wins over the size the records were written at.
+    image_size = image_size or int((config or {}).get("image_size") or 0) or int(
+        stats.get("image_size") or 0)
+    if image_size < 1:
+        raise ValueError(f"no image size: pass --image_size (stats.json in {data_dir!r} and the "
+                         f"model's config.json do not give one)")
+    extra_columns = list(stats.get("extra_columns") or [])
+
+    started = time.time()
+    predict_fn = load_predict_fn(location.saved_model)
+    frame, worst_images, worst_rows = predict_split(
+        predict_fn, data_dir, split, batch_size=batch_size, image_size=image_size,
+        extra_columns=extra_columns, tta_flip=tta_flip, worst=worst)
+    seconds = time.time() - started
+
+    evaluation = metrics.evaluation_metrics(frame, extra_columns, blur_quantiles)
+    info = {"model": location.saved_model, "data_dir": data_dir, "split": split,
+            "tta_flip": tta_flip, "image_size": image_size, "examples": len(frame),
+            "seconds": round(seconds, 1)}
+    result = {**info, **evaluation}
+
+    base = output_dir.rstrip("/")
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, float_format="%.4f")
+    report.write_bytes(f"{base}/{PREDICTIONS_CSV}", buf.getvalue().encode("utf-8"))
+    report.write_bytes(f"{base}/{METRICS_JSON}",
+                       json.dumps(result, indent=2, allow_nan=False).encode("utf-8"))
+    gallery = (worst_images, frame.iloc[worst_rows].reset_index(drop=True))
+    pngs = report.build_plots(frame, evaluation, stats=stats,
+                              history=read_history(location.model_dir), gallery=gallery)
+    report.write_report(base, title=f"Age estimation: {split} split", info=info,
+                        sections=report.evaluation_sections(evaluation, list(pngs)), pngs=pngs)
+    return result
+
+
+def main(argv):
+    del argv
+    from absl import flags, logging
+
+    f = flags.FLAGS
+    result = evaluate(f.model, f.data_dir, f.split, f.output_dir, batch_size=f.batch_size,
+                      tta_flip=f.tta_flip, image_size=f.image_size, worst=f.worst,
+                      blur_quantiles=f.blur_quantiles)
+    o = result["overall"]
+    logging.info("%s split, %d faces: MAE %.3f, RMSE %.3f, CS@5 %.3f, bias %+.3f -> %s",
+                 f.split, o["count"], o["mae"], o["rmse"], o["cs@5"], o["bias"], f.output_dir)
+    print(json.dumps({"split": f.split, **o}))
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("model", None, "Trainer MODEL_DIR or SavedModel directory.")
+    flags.DEFINE_string("data_dir", None, "Output directory of preprocessing.run.")
+    flags.DEFINE_enum("split", "test", list(schema.SPLITS), "Split to evaluate.")
+    flags.DEFINE_string("output_dir", None, "Where predictions, metrics and report go.")
+    flags.DEFINE_integer("batch_size", 64, "Images per prediction call.")
+    flags.DEFINE_bool("tta_flip", False, "Average predictions over the image and its mirror.")
+    flags.DEFINE_integer("image_size", 0, "Input side; 0 = model config.json, else stats.json.")
+    flags.DEFINE_integer("worst", 12, "Faces in the worst-predictions gallery (0: none).")
+    flags.DEFINE_integer("blur_quantiles", 4, "Blur-score quantile bins in the report.")
+    flags.mark_flags_as_required(["model", "data_dir", "output_dir"])
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)
