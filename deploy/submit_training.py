@@ -1,0 +1,117 @@
+r"""Submit the trainer image to Vertex AI: one GPU, many GPUs, several workers, a TPU, or tuning.
+
+    python -m deploy.submit_training --project=P --region=us-central1 \
+        --staging_bucket=gs://B --image_uri=us-central1-docker.pkg.dev/P/REPO/face-age-trainer:TAG \
+        --machine_type=n1-standard-8 --accelerator_type=NVIDIA_TESLA_T4 --accelerator_count=1 \
+        [--replica_count=2] [--reduction_server_count=1] [--tune] [--dry_run] \
+        -- --data_dir=gs://B/records --backbone=resnet50 --batch_size=64
+
+Everything after ``--`` goes to ``python -m trainer.task`` unchanged, plus the
+``--distribution_strategy`` the pools imply (mirrored on one machine, multi_worker_mirrored on
+several, tpu on a TPU). ``--dry_run`` prints the request instead of sending it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+
+from absl import app, flags
+
+from deploy import flags as common
+from deploy import gcs, specs, trainer_args
+from preprocessing import schema
+
+STAGING_BUCKET = flags.DEFINE_string(
+    "staging_bucket", None, "gs://BUCKET for job outputs (base_output_dir defaults below it).")
+IMAGE_URI = flags.DEFINE_string(
+    "image_uri", None, "Trainer image in Artifact Registry (built from the Dockerfile).")
+DISPLAY_NAME = flags.DEFINE_string(
+    "display_name", None, "Job name; default face-age-YYYYmmdd-HHMMSS (UTC).")
+MACHINE_TYPE = flags.DEFINE_string("machine_type", "n1-standard-8", "Machine per replica.")
+ACCELERATOR_TYPE = flags.DEFINE_string(
+    "accelerator_type", "", "e.g. NVIDIA_TESLA_T4, NVIDIA_L4, NVIDIA_TESLA_A100, TPU_V3; "
+    "empty for CPU or for machines with built-in accelerators (a2-*, g2-*, ct5lp-*).")
+ACCELERATOR_COUNT = flags.DEFINE_integer(
+    "accelerator_count", 0, "Accelerators per replica (0 = what the machine type implies).")
+TPU_TOPOLOGY = flags.DEFINE_string(
+    "tpu_topology", "", "TPU VM topology (default from the machine type, e.g. 2x2).")
+REPLICA_COUNT = flags.DEFINE_integer(
+    "replica_count", 1, "Machines in total: 1 chief + (N-1) workers, MultiWorkerMirrored.")
+REDUCTION_SERVER_COUNT = flags.DEFINE_integer(
+    "reduction_server_count", 0, "Reduction Server replicas for multi-worker GPU jobs (0=off).")
+REDUCTION_SERVER_MACHINE_TYPE = flags.DEFINE_string(
+    "reduction_server_machine_type", "n1-highcpu-16", "Machine of each Reduction Server.")
+BASE_OUTPUT_DIR = flags.DEFINE_string(
+    "base_output_dir", None, "gs:// dir Vertex derives AIP_MODEL_DIR / AIP_CHECKPOINT_DIR / "
+    "AIP_TENSORBOARD_LOG_DIR from; default STAGING_BUCKET/face-age/DISPLAY_NAME.")
+SERVICE_ACCOUNT = flags.DEFINE_string("service_account", "", "Service account the job runs as.")
+ENV = flags.DEFINE_multi_string("env", [], "NAME=VALUE environment variable for the trainer.")
+TIMEOUT_HOURS = flags.DEFINE_float("timeout_hours", 0.0, "Job timeout (0 = Vertex default).")
+TUNE = flags.DEFINE_bool("tune", False, "Submit a HyperparameterTuningJob instead of a job.")
+TUNE_PARAMS = flags.DEFINE_multi_string(
+    "tune_params", list(specs.DEFAULT_TUNE_PARAMS),
+    "Tuned trainer flags: NAME=log:MIN:MAX | linear:MIN:MAX | int:MIN:MAX | discrete:A,B | A|B.")
+TUNE_METRIC = flags.DEFINE_string(
+    "tune_metric", specs.DEFAULT_METRIC, "hypertune tag the trainer reports (minimised).")
+MAX_TRIALS = flags.DEFINE_integer("max_trials", 12, "Tuning: trials in total.")
+PARALLEL_TRIALS = flags.DEFINE_integer("parallel_trials", 3, "Tuning: trials at once.")
+MAX_FAILED_TRIALS = flags.DEFINE_integer("max_failed_trials", 0, "Tuning: 0 = Vertex default.")
+CHECK_DATA = flags.DEFINE_bool(
+    "check_data", True, "Before submitting, check DATA_DIR/stats.json exists (needs GCS access).")
+
+
+def build_request(trainer_flags: list[str]):
+    """Flags -> the validated request message (CreateCustomJob or CreateHyperparameterTuningJob)."""
+    tune_params = TUNE_PARAMS.value if TUNE.value else []
+    display_name = DISPLAY_NAME.value or "face-age-" + datetime.datetime.now(
+        datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    job = specs.make_job(
+        project=common.PROJECT.value, region=common.REGION.value, display_name=display_name,
+        image_uri=IMAGE_URI.value, machine_type=MACHINE_TYPE.value,
+        accelerator_type=ACCELERATOR_TYPE.value, accelerator_count=ACCELERATOR_COUNT.value,
+        tpu_topology=TPU_TOPOLOGY.value, replica_count=REPLICA_COUNT.value,
+        staging_bucket=STAGING_BUCKET.value, base_output_dir=BASE_OUTPUT_DIR.value,
+        trainer_flags=trainer_flags, env=ENV.value, service_account=SERVICE_ACCOUNT.value,
+        reduction_server_count=REDUCTION_SERVER_COUNT.value,
+        reduction_server_machine_type=REDUCTION_SERVER_MACHINE_TYPE.value,
+        timeout_hours=TIMEOUT_HOURS.value, tuned=specs.tuned_names(tune_params))
+    if TUNE.value:
+        return job, specs.tuning_job_request(
+            job, tune_params, TUNE_METRIC.value, MAX_TRIALS.value, PARALLEL_TRIALS.value,
+            MAX_FAILED_TRIALS.value)
+    return job, specs.custom_job_request(job)
+
+
+def submit(job: specs.TrainingJob, request) -> str:
+    """Sends the request with the caller's Application Default Credentials."""
+    from google.cloud import aiplatform_v1 as v1
+
+    client = v1.JobServiceClient(
+        client_options={"api_endpoint": f"{job.region}-aiplatform.googleapis.com"})
+    if TUNE.value:
+        return client.create_hyperparameter_tuning_job(request=request).name
+    return client.create_custom_job(request=request).name
+
+
+def main(argv: list[str]) -> None:
+    try:
+        job, request = build_request(argv[1:])
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    print(f"{job.display_name}: {job.replica_count} x {job.hardware.machine_type} "
+          f"({job.hardware.kind}, {job.total_replicas} replicas, "
+          f"--distribution_strategy={job.strategy}); outputs under {job.base_output_dir}",
+          file=sys.stderr)
+    if common.DRY_RUN.value:
+        print(specs.to_json(request))
+        return
+    stats = gcs.join(trainer_args.parse(job.trainer_args)["data_dir"], schema.STATS_FILE)
+    if CHECK_DATA.value and not gcs.exists(stats):
+        sys.exit(f"error: {stats} not found: is the trainer's --data_dir the output_dir of "
+                 "preprocessing.run? (--nocheck_data skips this check)")
+    print(submit(job, request))
+
+
+if __name__ == "__main__":
+    app.run(main)
