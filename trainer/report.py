@@ -67,7 +67,7 @@ def format_table(records: Sequence[Mapping] | pd.DataFrame) -> pd.DataFrame:
     """Numbers as text: shares (CS@k) with 3 decimals, years with 2, counts as integers."""
     frame = pd.DataFrame(records)
     for column in frame.columns:
-        digits = 3 if str(column).startswith("cs@") else 2
+        digits = 3 if "cs@" in str(column) else 2
         frame[column] = [_fmt(v, digits) for v in frame[column]]
     return frame
 
