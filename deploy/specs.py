@@ -236,9 +236,20 @@ def parameter_spec(text: str):
         values = rule.split("|")
         if len(values) < 2 or len(set(values)) != len(values) or not all(values):
             raise ValueError("give at least two distinct values separated by '|'")
+        allowed = _trainer_choices().get(name)
+        if allowed and set(values) - set(allowed):
+            raise ValueError(f"the trainer's --{name} accepts only {', '.join(allowed)}")
         return P(parameter_id=name, categorical_value_spec=P.CategoricalValueSpec(values=values))
     except ValueError as e:
         raise ValueError(f"--tune_params entry {text!r}: {e}") from None
+
+
+def _trainer_choices() -> dict[str, tuple[str, ...]]:
+    """The trainer's enum flags, so a misspelt category fails here and not in trial 7."""
+    from trainer import config
+
+    return {"head": config.HEADS, "sample_weighting": config.WEIGHTINGS,
+            "backbone": config.BACKBONES, "optimizer": config.OPTIMIZERS}
 
 
 def tuned_names(params: Sequence[str]) -> list[str]:

@@ -16,7 +16,7 @@ PATH_FLAGS = ("data_dir", "model_dir", "checkpoint_dir", "tensorboard_dir")
 WEIGHT_KEYWORDS = ("imagenet", "none", "")
 
 
-def parse(args: Sequence[str]) -> dict[str, str]:
+def parse(args: Sequence[str], what: str = "trainer") -> dict[str, str]:
     """``["--a=1", "--b", "2", "--flag"]`` -> ``{"a": "1", "b": "2", "flag": ""}``.
 
     Mirrors absl's syntax; positional arguments are rejected because the trainer takes none
@@ -27,8 +27,8 @@ def parse(args: Sequence[str]) -> dict[str, str]:
     while i < len(args):
         token = args[i]
         if not token.startswith("--") or token == "--":
-            raise ValueError(f"trainer argument {token!r} is not a --flag (after `--` pass the "
-                             "trainer's flags, e.g. --data_dir=gs://BUCKET/records)")
+            raise ValueError(f"{what} argument {token!r} is not a --flag (after `--` pass the "
+                             f"{what}'s flags as --name=value)")
         name, eq, value = token[2:].partition("=")
         if not eq and i + 1 < len(args) and not args[i + 1].startswith("--"):
             value, i = args[i + 1], i + 1

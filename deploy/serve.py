@@ -1,0 +1,142 @@
+r"""Serve the exported SavedModel from Vertex AI: upload, deploy to an endpoint, predict.
+
+    python -m deploy.serve upload  --project=P --region=R --artifact_uri=gs://B/run/model/saved_model
+    python -m deploy.serve deploy  --project=P --region=R --artifact_uri=gs://.../saved_model \
+        [--machine_type=n1-standard-4 --min_replicas=1 --max_replicas=3]
+    python -m deploy.serve predict --project=P --region=R --endpoint=ENDPOINT_ID a.jpg b.png
+
+``deploy`` uploads the model (unless --model names one already registered), creates an endpoint
+(unless --endpoint names one) and deploys the model there with all the traffic. ``predict`` sends
+each image as {"image_bytes": {"b64": ...}} and prints ``file,age`` lines. ``--dry_run`` prints
+every request as JSON instead (model and endpoint IDs are chosen up front, so the printed
+requests are complete).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+
+from absl import app, flags
+
+from deploy import flags as common
+from deploy import gcs, machines, serving, specs
+
+COMMANDS = ("upload", "deploy", "predict")
+
+ARTIFACT_URI = flags.DEFINE_string(
+    "artifact_uri", None, "gs:// directory holding saved_model.pb (the trainer's "
+    "MODEL_DIR/saved_model).")
+UPLOAD_FROM = flags.DEFINE_string(
+    "upload_from", None, "Local SavedModel directory to copy to --artifact_uri first.")
+MODEL_ID = flags.DEFINE_string("model_id", None, "ID of the new model; default face-age-TIME.")
+MODEL = flags.DEFINE_string("model", None, "deploy: an already uploaded model (ID or name).")
+ENDPOINT = flags.DEFINE_string("endpoint", None, "An existing endpoint (ID or resource name).")
+ENDPOINT_ID = flags.DEFINE_string("endpoint_id", None, "ID of a new endpoint; default "
+                                  "face-age-TIME.")
+SERVING_IMAGE = flags.DEFINE_string(
+    "serving_image", None, "Serving container; default the prebuilt TF image for --region.")
+SERVING_TF_VERSION = flags.DEFINE_string(
+    "serving_tf_version", serving.DEFAULT_SERVING_TF, "TF version of the prebuilt image.")
+MACHINE_TYPE = flags.DEFINE_string("machine_type", "n1-standard-4", "Serving machine.")
+ACCELERATOR_TYPE = flags.DEFINE_string("accelerator_type", "", "Serving GPU, e.g. NVIDIA_TESLA_T4.")
+ACCELERATOR_COUNT = flags.DEFINE_integer("accelerator_count", 0, "GPUs per serving replica.")
+MIN_REPLICAS = flags.DEFINE_integer("min_replicas", 1, "Serving replicas kept up.")
+MAX_REPLICAS = flags.DEFINE_integer("max_replicas", 1, "Autoscaling upper bound.")
+SERVICE_ACCOUNT = flags.DEFINE_string("service_account", "", "Service account of the model.")
+INPUT_NAME = flags.DEFINE_string("input_name", serving.INPUT_NAME, "Serving signature input.")
+
+
+def _client(kind: str):
+    from google.cloud import aiplatform_v1 as v1
+
+    options = {"api_endpoint": f"{common.REGION.value}-aiplatform.googleapis.com"}
+    return getattr(v1, kind)(client_options=options)
+
+
+def _send(request, method: str, client_kind: str, dry_run: list | None):
+    """On a dry run (a list) records the request; otherwise sends it and waits for the result."""
+    if dry_run is not None:
+        dry_run.append({"method": f"{client_kind}.{method}",
+                        "request": json.loads(specs.to_json(request))})
+        return None
+    response = getattr(_client(client_kind), method)(request=request)
+    return response.result() if hasattr(response, "result") else response
+
+
+def upload(project, region, stamp, dry_run) -> str:
+    artifact_uri = gcs.require_gs(ARTIFACT_URI.value, "artifact_uri", "Vertex AI")
+    image = SERVING_IMAGE.value or serving.serving_image(
+        region, SERVING_TF_VERSION.value, gpu=bool(ACCELERATOR_TYPE.value))
+    request = serving.upload_model_request(project, region, MODEL_ID.value or stamp,
+                                           artifact_uri, image)
+    if UPLOAD_FROM.value and dry_run is None:
+        gcs.upload_dir(UPLOAD_FROM.value, artifact_uri)
+    elif dry_run is None and not gcs.exists(gcs.join(artifact_uri, "saved_model.pb")):
+        raise ValueError(f"--artifact_uri={artifact_uri}: no saved_model.pb there (point it at "
+                         "the trainer's MODEL_DIR/saved_model)")
+    _send(request, "upload_model", "ModelServiceClient", dry_run)
+    return f"{request.parent}/models/{request.model_id}"
+
+
+def deploy(project, region, stamp, dry_run) -> str:
+    hardware = machines.resolve(MACHINE_TYPE.value, ACCELERATOR_TYPE.value,
+                                ACCELERATOR_COUNT.value)
+    if MODEL.value:
+        model = serving.resource_name("models", MODEL.value, project, region)
+    else:
+        model = upload(project, region, stamp, dry_run)
+    if ENDPOINT.value:
+        endpoint = serving.resource_name("endpoints", ENDPOINT.value, project, region)
+    else:
+        request = serving.create_endpoint_request(project, region, ENDPOINT_ID.value or stamp)
+        _send(request, "create_endpoint", "EndpointServiceClient", dry_run)
+        endpoint = f"{request.parent}/endpoints/{request.endpoint_id}"
+    request = serving.deploy_model_request(endpoint, model, hardware, MIN_REPLICAS.value,
+                                           MAX_REPLICAS.value,
+                                           service_account=SERVICE_ACCOUNT.value)
+    _send(request, "deploy_model", "EndpointServiceClient", dry_run)
+    return endpoint
+
+
+def predict(project, region, images, dry_run) -> None:
+    from google.protobuf import json_format
+
+    if not ENDPOINT.value:
+        raise ValueError("--endpoint is required for predict (the ID `deploy` printed)")
+    endpoint = serving.resource_name("endpoints", ENDPOINT.value, project, region)
+    for paths, request in serving.predict_requests(endpoint, images, INPUT_NAME.value):
+        response = _send(request, "predict", "PredictionServiceClient", dry_run)
+        if response is None:
+            continue
+        predictions = json_format.MessageToDict(type(response).pb(response))["predictions"]
+        for path, prediction in zip(paths, predictions, strict=True):
+            print(f"{path},{serving.age_of(prediction):.2f}")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2 or argv[1] not in COMMANDS:
+        sys.exit(f"error: first argument must be one of {', '.join(COMMANDS)}")
+    command, rest = argv[1], argv[2:]
+    if rest and command != "predict":
+        sys.exit(f"error: unexpected arguments {rest} (only predict takes image paths)")
+    project, region = common.PROJECT.value, common.REGION.value
+    dry_run = [] if common.DRY_RUN.value else None  # the requests a dry run prints
+    stamp = "face-age-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    try:
+        specs.check_project_region(project, region)
+        if command == "upload":
+            print(upload(project, region, stamp, dry_run), file=sys.stderr)
+        elif command == "deploy":
+            print(deploy(project, region, stamp, dry_run), file=sys.stderr)
+        else:
+            predict(project, region, rest, dry_run)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    if dry_run is not None:
+        print(json.dumps(dry_run, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,162 @@
+"""Vertex AI serving requests (model upload, endpoint, deployment, predict) as SDK messages.
+
+Pure builders used by ``deploy.serve``: the same objects are sent for real or printed by
+``--dry_run``, so the tests check exactly what Vertex AI would receive.
+
+Request format. The exported SavedModel's ``serving_default`` signature takes one named input,
+``image_bytes``: a batch of encoded JPEG/PNG strings. TF Serving's REST "row" format (which the
+prebuilt Vertex AI TensorFlow container speaks) sends one JSON object per instance keyed by input
+name, and binary strings as ``{"b64": "<base64>"}``. So each image is
+``{"image_bytes": {"b64": "..."}}``. (A signature with a single input also accepts the bare
+``{"b64": ...}`` instance; naming the input keeps working if the signature ever grows.)
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from deploy import gcs, machines
+
+INPUT_NAME = "image_bytes"
+# The newest TensorFlow prediction image the aiplatform SDK lists (constants/prediction.py).
+DEFAULT_SERVING_TF = "2.15"
+# Vertex AI rejects online prediction requests above 1.5 MB; stay a little below it.
+MAX_REQUEST_BYTES = 1_400_000
+_MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
+_RESOURCE_ID = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+
+
+def serving_image(region: str, tf_version: str = DEFAULT_SERVING_TF, gpu: bool = False) -> str:
+    """The prebuilt TF serving image nearest to ``region`` (us / europe / asia mirrors)."""
+    prefix = "europe" if region.startswith("europe") else \
+        "asia" if region.startswith(("asia", "australia", "me-")) else "us"
+    return (f"{prefix}-docker.pkg.dev/vertex-ai/prediction/tf2-{'gpu' if gpu else 'cpu'}."
+            f"{tf_version.replace('.', '-')}:latest")
+
+
+def resource_name(kind: str, value: str, project: str, region: str) -> str:
+    """``"123"`` or a full ``projects/.../endpoints/123`` -> the full resource name."""
+    if value.startswith("projects/"):
+        if f"/{kind}/" not in value:
+            raise ValueError(f"--{kind[:-1]}={value!r} is not a {kind[:-1]} resource name")
+        return value
+    return f"projects/{project}/locations/{region}/{kind}/{value}"
+
+
+def check_resource_id(value: str, flag: str) -> str:
+    if not _RESOURCE_ID.match(value or ""):
+        raise ValueError(f"--{flag}={value!r}: use 2-63 lowercase letters, digits and '-', "
+                         "starting with a letter")
+    return value
+
+
+def upload_model_request(project: str, region: str, model_id: str, artifact_uri: str,
+                         image_uri: str, display_name: str = ""):
+    from google.cloud import aiplatform_v1 as v1
+
+    gcs.require_gs(artifact_uri, "artifact_uri", "Vertex AI")
+    check_resource_id(model_id, "model_id")
+    return v1.UploadModelRequest(
+        parent=f"projects/{project}/locations/{region}", model_id=model_id,
+        model=v1.Model(display_name=display_name or model_id, artifact_uri=artifact_uri,
+                       container_spec=v1.ModelContainerSpec(image_uri=image_uri)))
+
+
+def create_endpoint_request(project: str, region: str, endpoint_id: str, display_name: str = ""):
+    from google.cloud import aiplatform_v1 as v1
+
+    check_resource_id(endpoint_id, "endpoint_id")
+    return v1.CreateEndpointRequest(
+        parent=f"projects/{project}/locations/{region}", endpoint_id=endpoint_id,
+        endpoint=v1.Endpoint(display_name=display_name or endpoint_id))
+
+
+def deploy_model_request(endpoint: str, model: str, hardware: machines.Hardware,
+                         min_replicas: int = 1, max_replicas: int = 1, display_name: str = "",
+                         service_account: str = ""):
+    from google.cloud import aiplatform_v1 as v1
+
+    from deploy.specs import machine_spec
+
+    if hardware.kind == "tpu":
+        raise ValueError("--machine_type: TPU serving is not supported by the prebuilt TF image")
+    if min_replicas < 1:
+        raise ValueError(f"--min_replicas={min_replicas}: must be >= 1")
+    if max_replicas < min_replicas:
+        raise ValueError(f"--max_replicas={max_replicas} is below --min_replicas={min_replicas}")
+    deployed = v1.DeployedModel(
+        model=model, display_name=display_name or model.rsplit("/", 1)[-1],
+        dedicated_resources=v1.DedicatedResources(
+            machine_spec=machine_spec(hardware), min_replica_count=min_replicas,
+            max_replica_count=max_replicas))
+    if service_account:
+        deployed.service_account = service_account
+    # "0" is the placeholder for the model being deployed: it gets all the traffic.
+    return v1.DeployModelRequest(endpoint=endpoint, deployed_model=deployed,
+                                 traffic_split={"0": 100})
+
+
+def read_image(path: str | Path) -> bytes:
+    """The file's bytes, if it is a JPEG or PNG (what the serving signature decodes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    data = path.read_bytes()
+    if not any(data.startswith(magic) for magic in _MAGIC):
+        raise ValueError(f"image {path} is not a JPEG or PNG file (the model's serving signature "
+                         "decodes only those)")
+    return data
+
+
+def instance(data: bytes, input_name: str = INPUT_NAME) -> dict:
+    return {input_name: {"b64": base64.b64encode(data).decode("ascii")}}
+
+
+def predict_requests(endpoint: str, paths: Sequence[str | Path], input_name: str = INPUT_NAME,
+                     max_bytes: int = MAX_REQUEST_BYTES) -> list[tuple[list[str], object]]:
+    """Groups the images into requests under ``max_bytes`` of JSON each.
+
+    Returns ``[(paths in this request, PredictRequest), ...]`` in input order.
+    """
+    from google.cloud import aiplatform_v1 as v1
+
+    if not paths:
+        raise ValueError("predict needs at least one image path")
+    groups: list[tuple[list[str], list[dict]]] = []
+    size = 0
+    for path in paths:
+        inst = instance(read_image(path), input_name)
+        item = len(inst[input_name]["b64"]) + len(input_name) + 20  # JSON punctuation
+        if item > max_bytes:
+            raise ValueError(f"image {path} is {item} bytes as base64 JSON, over the "
+                             f"{max_bytes}-byte request limit: resize it first")
+        if not groups or size + item > max_bytes:
+            groups.append(([], []))
+            size = 0
+        groups[-1][0].append(str(path))
+        groups[-1][1].append(inst)
+        size += item
+    requests = []
+    for names, insts in groups:
+        request = v1.PredictRequest(endpoint=endpoint)
+        # proto-plus marshals dicts into google.protobuf.Value on extend (not in the ctor).
+        request.instances.extend(insts)
+        requests.append((names, request))
+    return requests
+
+
+def age_of(prediction) -> float:
+    """One prediction -> an age: a bare number, ``[age]``, or an object with an ``age`` key."""
+    value = prediction
+    if isinstance(value, dict):
+        if "age" not in value:
+            raise ValueError(f"prediction {prediction!r} has no 'age' output")
+        value = value["age"]
+    if isinstance(value, list | tuple) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, int | float):
+        raise ValueError(f"prediction {prediction!r} is not an age")
+    return float(value)
