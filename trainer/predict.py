@@ -1,0 +1,88 @@
+"""Predict ages with an exported SavedModel: prints CSV ``file,age``, one row per image.
+
+    python -m trainer.predict --model=MODEL_DIR/saved_model [--tta_flip] IMAGES...
+
+Each image goes through the same decode -> centre crop -> resize as the serving signature (the
+export's own functions) and then the model's ``predict_images`` signature. ``--tta_flip``
+averages the prediction of the image and its mirror image. Unreadable images are reported on
+stderr and skipped; the exit status is non-zero only when no image could be predicted.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+
+import numpy as np
+from absl import app, flags
+
+_MODEL = flags.DEFINE_string("model", None, "SavedModel directory (local or gs://).")
+_TTA = flags.DEFINE_bool("tta_flip", False, "Average with the horizontally flipped image.")
+_BATCH = flags.DEFINE_integer("predict_batch_size", 32, "Images per model call.")
+
+
+def load(path: str):
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"--model={path!r}: no such SavedModel directory")
+    return tf.saved_model.load(path)
+
+
+def read_images(paths, image_size: int):
+    """(decoded float32 [N, S, S, 3], readable paths, {path: error}) for a list of files."""
+    import tensorflow as tf
+
+    from trainer.export import decode
+
+    images, ok, errors = [], [], {}
+    for path in paths:
+        try:
+            with tf.io.gfile.GFile(path, "rb") as f:
+                images.append(decode(f.read(), image_size).numpy())
+            ok.append(path)
+        except (tf.errors.OpError, OSError, ValueError) as e:
+            errors[path] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    stacked = np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.float32)
+    return stacked, ok, errors
+
+
+def predict_ages(loaded, images: np.ndarray, tta_flip: bool = False,
+                 batch_size: int = 32) -> np.ndarray:
+    """Ages [N] for decoded images, via the predict_images signature."""
+    import tensorflow as tf
+
+    fn = loaded.signatures["predict_images"]
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = tf.constant(images[start:start + batch_size], tf.float32)
+        age = fn(images=batch)["age"].numpy()
+        if tta_flip:
+            age = 0.5 * (age + fn(images=tf.reverse(batch, axis=[2]))["age"].numpy())
+        out.append(age)
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def main(argv):
+    paths = argv[1:]
+    if not _MODEL.value:
+        raise app.UsageError("--model is required")
+    if not paths:
+        raise app.UsageError("give at least one image path")
+    loaded = load(_MODEL.value)
+    images, ok, errors = read_images(paths, int(loaded.image_size.numpy()))
+    for path, error in errors.items():
+        print(f"cannot read {path}: {error}", file=sys.stderr)
+    ages = predict_ages(loaded, images, _TTA.value, _BATCH.value)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["file", "age"])
+    for path, age in zip(ok, ages, strict=True):
+        writer.writerow([path, f"{float(age):.2f}"])
+    if not ok:
+        print(f"none of the {len(paths)} image(s) could be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,265 @@
+"""Train, evaluate and export: ``run(config)`` is the whole job, and what the tests call.
+
+Order (each a function below): strategy -> plan (derived numbers, validated up front) -> data ->
+model -> fit, in two stages -> restore the best weights -> evaluate on validation -> export.
+
+Two-stage fine-tuning: the first ``freeze_epochs`` train only the head, with the backbone frozen
+and its BatchNorm in inference mode, at ``head_learning_rate``; the rest train the unfrozen part
+at ``fine_tune_learning_rate``. Each stage is one ``fit()`` with its own optimizer and warm-up +
+cosine schedule, and its own ``BackupAndRestore`` directory: after SIGTERM, the same command
+restores the last finished epoch of whichever stage was running (a finished head stage is
+restored, not re-run) and loses at most the current epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from preprocessing import schema
+from trainer import callbacks as cb
+from trainer import data, distribution, losses, schedule, weighting
+from trainer import model as model_lib
+from trainer.augment import AugmentConfig
+from trainer.config import Config, with_dirs
+
+STAGES = ("head", "fine_tune")
+_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Numbers derived from config, data stats and strategy; logged before training."""
+
+    image_size: int
+    max_age: int
+    extra_columns: tuple
+    train_count: int
+    val_count: int
+    num_replicas: int
+    num_workers: int
+    global_batch: int
+    per_replica_batch: int
+    steps_per_epoch: int
+    val_steps: int               # validation steps covering the split once
+    age_weights: object          # np.ndarray indexed by floor(age)
+    mean_age: float              # of the train split: the regression head's initial bias
+
+    def describe(self) -> str:
+        return (f"image {self.image_size}px, max_age {self.max_age}; train {self.train_count} / "
+                f"validation {self.val_count} examples; global batch {self.global_batch} = "
+                f"{self.num_replicas} replica(s) x {self.per_replica_batch} on "
+                f"{self.num_workers} worker(s); {self.steps_per_epoch} steps/epoch "
+                f"({self.steps_per_epoch * self.global_batch} images, "
+                f"{self.steps_per_epoch * self.global_batch / max(self.train_count, 1):.2f} "
+                f"passes over train)")
+
+
+def make_plan(config: Config, stats: dict, num_replicas: int, num_workers: int = 1) -> Plan:
+    """Validates the config against the data and the hardware; errors name the flag."""
+    splits = stats.get("splits", {})
+    train_count = int(splits.get("train", {}).get("count", 0))
+    val_count = int(splits.get("validation", {}).get("count", 0))
+    if train_count < 1:
+        raise ValueError(f"--data_dir={config.data_dir!r}: stats.json reports no training "
+                         "examples")
+    if val_count < 1:
+        raise ValueError(f"--data_dir={config.data_dir!r}: stats.json reports no validation "
+                         "examples (validation MAE picks the best model)")
+    if config.batch_size % num_replicas:
+        raise ValueError(f"--batch_size={config.batch_size}: the global batch must divide evenly "
+                         f"over {num_replicas} replicas")
+    if config.steps_per_epoch == 0 and config.batch_size > train_count:
+        raise ValueError(f"--batch_size={config.batch_size}: larger than the {train_count} "
+                         "training examples (lower it or set --steps_per_epoch)")
+    image_size = config.image_size or int(stats.get("image_size", 0))
+    if image_size < 32:
+        raise ValueError(f"--image_size={config.image_size}: stats.json has no usable "
+                         "image_size; set --image_size")
+    max_age = config.max_age or int(stats.get("max_age", 0)) or 100
+    histogram = splits["train"].get("age_histogram") or [1] * (max_age + 1)
+    histogram = (list(histogram) + [0] * (max_age + 1))[:max(len(histogram), max_age + 1)]
+    weights = weighting.age_weights(histogram, config.sample_weighting,
+                                    kernel_size=config.lds_kernel_size, sigma=config.lds_sigma,
+                                    max_ratio=config.max_weight_ratio)
+    steps = config.steps_per_epoch or train_count // config.batch_size
+    # One worker reads validation once, as per-replica batches dealt out to the replicas in turn:
+    # the exact step count keeps Keras from running into the end of the data. Several workers
+    # each read their own files, so they read validation repeated for a common step count (every
+    # evaluation step is a collective that all workers must join).
+    per_replica = config.batch_size // num_replicas
+    val_steps = (math.ceil(math.ceil(val_count / per_replica) / num_replicas) if num_workers == 1
+                 else math.ceil(val_count / config.batch_size))
+    return Plan(image_size=image_size, max_age=max_age,
+                extra_columns=tuple(stats.get("extra_columns", ())), train_count=train_count,
+                val_count=val_count, num_replicas=num_replicas, num_workers=num_workers,
+                global_batch=config.batch_size,
+                per_replica_batch=config.batch_size // num_replicas, steps_per_epoch=steps,
+                val_steps=val_steps, age_weights=weights,
+                mean_age=float(np.dot(np.arange(len(histogram)) + 0.5, histogram)
+                               / max(sum(histogram), 1)))
+
+
+def make_datasets(config: Config, plan: Plan, strategy: tf.distribute.Strategy):
+    """(train, validation) distributed datasets, each built per input pipeline."""
+    augment = AugmentConfig.default() if config.augment == "default" else AugmentConfig.none()
+
+    def dataset_fn(split, training):
+        def fn(input_context):
+            return data.build_dataset(
+                config.data_dir, split, training=training,
+                batch_size=input_context.get_per_replica_batch_size(plan.global_batch),
+                image_size=plan.image_size, extra_columns=plan.extra_columns,
+                augment=augment if training else None,
+                age_weights=plan.age_weights if training else None, cache=config.cache,
+                shuffle_buffer=config.shuffle_buffer, seed=config.seed,
+                deterministic=config.deterministic,
+                repeat=None if training or plan.num_workers == 1 else -1,
+                input_context=input_context)
+        return fn
+
+    # Fail here, with the path and pattern, rather than inside a tf.function on a worker.
+    data.list_files(config.data_dir, "train")
+    data.list_files(config.data_dir, "validation")
+    train = strategy.distribute_datasets_from_function(dataset_fn("train", True))
+    val = strategy.distribute_datasets_from_function(dataset_fn("validation", False))
+    return train, val
+
+
+def build(config: Config, plan: Plan, strategy: tf.distribute.Strategy) -> keras.Model:
+    with strategy.scope():
+        return model_lib.build_model(
+            backbone=config.backbone, image_size=plan.image_size, head=config.head,
+            max_age=plan.max_age, weights=config.weights, dropout=config.dropout,
+            bn_momentum=config.bn_momentum, initial_age=plan.mean_age)
+
+
+def compile_stage(model: keras.Model, config: Config, plan: Plan, stage: str, epochs: int,
+                  strategy: tf.distribute.Strategy) -> None:
+    """Sets what trains in `stage` and compiles with a fresh optimizer and schedule."""
+    model_lib.set_trainable(model, config.backbone, stage, config.unfreeze_layers,
+                            config.train_bn)
+    peak = config.head_learning_rate if stage == "head" else config.fine_tune_learning_rate
+    lr = schedule.stage_schedule(peak, epochs, plan.steps_per_epoch, config.warmup_epochs)
+    with strategy.scope():
+        if config.optimizer == "adamw":
+            optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+        else:
+            optimizer = keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True,
+                                             weight_decay=config.weight_decay or None)
+        model.compile(
+            optimizer=optimizer,
+            loss=losses.make_loss(config.loss_name, config.head, num_classes=plan.max_age + 1,
+                                  dex_sigma=config.dex_sigma, huber_delta=config.huber_delta),
+            metrics=[losses.AgeMAE(config.head), losses.CumulativeScore(config.head, 5)],
+            jit_compile=config.enable_xla, steps_per_execution=config.steps_per_execution)
+
+
+def fit_stage(model, config: Config, plan: Plan, stage: str, first_epoch: int, last_epoch: int,
+              train_ds, val_ds, dirs: distribution.WriteDirs, strategy) -> None:
+    """One stage: epochs [first_epoch, last_epoch) of the job's epoch count."""
+    compile_stage(model, config, plan, stage, last_epoch - first_epoch, strategy)
+    backup_dir = f"{dirs.backup_dir}/{stage}"
+    resumed = _backed_up_epoch(backup_dir)
+    if resumed is not None:
+        logging.info("stage %s: resuming from %s (epoch %d of %d done)", stage, backup_dir,
+                     resumed, config.epochs)
+    # Keras keeps the epoch a BackupAndRestore restored in model._initial_epoch and never resets
+    # it; clear it so the previous stage's value cannot leak into this fit().
+    model._initial_epoch = None
+    callbacks = [
+        # The head stage keeps its backup when it finishes, so a restart during fine-tuning
+        # restores the finished head instead of training it again.
+        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=stage != "head"),
+        cb.HistoryWriter(dirs.model_dir, stage, plan.steps_per_epoch * plan.global_batch),
+        cb.BestWeights(dirs.checkpoint_dir),
+        cb.HypertuneReporter(config.hypertune_metric),
+    ]
+    if cb.tensorboard_available():
+        callbacks.append(keras.callbacks.TensorBoard(dirs.tensorboard_dir, update_freq="epoch"))
+    model.fit(train_ds, validation_data=val_ds, initial_epoch=first_epoch, epochs=last_epoch,
+              steps_per_epoch=plan.steps_per_epoch, validation_steps=plan.val_steps,
+              callbacks=callbacks, verbose=config.verbose, shuffle=False)
+
+
+def _backed_up_epoch(backup_dir: str) -> int | None:
+    path = backup_dir + "/training_metadata.json"
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return int(json.load(f)["epoch"])
+
+
+def evaluate(model: keras.Model, val_ds, plan: Plan, config: Config) -> dict:
+    """Final validation numbers, in inference mode (Keras evaluate never uses training=True)."""
+    results = model.evaluate(val_ds, steps=plan.val_steps, return_dict=True, verbose=0)
+    return {"val_mae": float(results["mae"]), "val_cs5": float(results["cs5"]),
+            "val_loss": float(results["loss"]), "val_count": plan.val_count}
+
+
+def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
+    """The whole job. Returns the final metrics (also written to MODEL_DIR/metrics.json)."""
+    config = with_dirs(config)
+    strategy = strategy or distribution.create_strategy(config.distribution_strategy,
+                                                        config.tpu)
+    stats = schema.load_stats(config.data_dir)
+    plan = make_plan(config, stats, strategy.num_replicas_in_sync,
+                     distribution.num_workers(strategy))
+    logging.info("strategy: %s", distribution.describe(strategy))
+    logging.info("plan: %s", plan.describe())
+    chief = distribution.strategy_is_chief(strategy)
+    dirs = distribution.WriteDirs(config.model_dir, config.checkpoint_dir, config.tensorboard_dir,
+                                  chief, distribution.worker_id(strategy))
+    previous_policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(_POLICIES[config.dtype])
+    try:
+        keras.utils.set_random_seed(config.seed)
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        tf.io.gfile.makedirs(dirs.model_dir)
+        tf.io.gfile.makedirs(dirs.checkpoint_dir)
+        config.save(dirs.model_dir + "/config.json")
+        train_ds, val_ds = make_datasets(config, plan, strategy)
+        model = build(config, plan, strategy)
+        stage_epochs = {"head": (0, config.freeze_epochs),
+                        "fine_tune": (config.freeze_epochs, config.epochs)}
+        for stage in STAGES:
+            first, last = stage_epochs[stage]
+            if last > first:
+                fit_stage(model, config, plan, stage, first, last, train_ds, val_ds, dirs,
+                          strategy)
+        best = dirs.checkpoint_dir + "/best.weights.h5"
+        if tf.io.gfile.exists(best):
+            with warnings.catch_warnings():
+                # The file also holds the optimizer of the stage that wrote it; only the model
+                # weights matter here, so Keras's "skipping optimizer variables" is expected.
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optim")
+                model.load_weights(model_lib.local_weights_file(best))
+        metrics = evaluate(model, val_ds, plan, config)
+        metrics["best_epoch"] = cb.BestWeights(dirs.checkpoint_dir).best["epoch"]
+        metrics["epochs"] = config.epochs
+        logging.info("validation: %s", metrics)
+        cb._write_text(dirs.model_dir + "/metrics.json", json.dumps(metrics, indent=2) + "\n")
+        if config.export:
+            from trainer import export  # only needed at the end
+            export.export_saved_model(model, dirs.model_dir + "/saved_model", plan.image_size,
+                                      config.head, plan.max_age)
+        _remove_backups(dirs)
+        return metrics
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous_policy)
+        dirs.cleanup()
+
+
+def _remove_backups(dirs: distribution.WriteDirs) -> None:
+    """Training finished: drop the resume state (the head stage's is kept until now)."""
+    for path in (dirs.backup_dir, ) if dirs.chief else (dirs.checkpoint_dir, ):
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)

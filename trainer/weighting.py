@@ -1,0 +1,66 @@
+"""Per-age sample weights against label imbalance, from the train split's age histogram.
+
+Pure numpy. The result is a table indexed by floor(age) (what ``data.build_dataset`` takes as
+``age_weights``):
+
+- ``none``: all ones.
+- ``inverse_frequency``: 1 / count(age).
+- ``lds``: label-distribution smoothing (Yang et al. 2021, "Delving into Deep Imbalanced
+  Regression"): convolve the histogram with a Gaussian kernel first, so that an age with few
+  examples but well-populated neighbours is not treated as rare (ages are continuous; a 31-year
+  old face is informative about 30), then invert.
+
+Then clip, so that the rarest age weighs at most ``max_ratio`` times the commonest (a handful of
+90-year-olds must not dominate the gradient), and normalise so the mean weight over the TRAINING
+EXAMPLES is 1: the loss keeps its scale and the learning rate its meaning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METHODS = ("none", "inverse_frequency", "lds")
+
+
+def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    if size < 1 or size % 2 == 0 or sigma <= 0:
+        raise ValueError(f"LDS kernel needs an odd size >= 1 and sigma > 0, got size={size}, "
+                         f"sigma={sigma}")
+    x = np.arange(size) - size // 2
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def smooth_histogram(histogram, kernel_size: int = 9, sigma: float = 2.0) -> np.ndarray:
+    """The histogram convolved with a normalised Gaussian kernel (same length, zero padded)."""
+    counts = np.asarray(histogram, dtype=np.float64)
+    return np.convolve(counts, gaussian_kernel(kernel_size, sigma), mode="same")
+
+
+def age_weights(histogram, method: str = "none", *, kernel_size: int = 9, sigma: float = 2.0,
+                max_ratio: float = 10.0) -> np.ndarray:
+    """float32 weight per integer age (len(histogram)), mean 1 over the training examples."""
+    counts = np.asarray(histogram, dtype=np.float64)
+    if counts.ndim != 1 or counts.size == 0 or np.any(counts < 0) or not np.all(
+            np.isfinite(counts)):
+        raise ValueError("age histogram must be a non-empty 1-D list of non-negative counts")
+    if counts.sum() <= 0:
+        raise ValueError("age histogram is empty (no training examples)")
+    if method not in METHODS:
+        raise ValueError(f"--sample_weighting={method!r}: must be one of {', '.join(METHODS)}")
+    if max_ratio < 1:
+        raise ValueError(f"--max_weight_ratio={max_ratio}: must be >= 1")
+    if method == "none":
+        return np.ones(counts.size, np.float32)
+    density = counts if method == "inverse_frequency" else smooth_histogram(
+        counts, kernel_size, sigma)
+    present = density > 0
+    weights = np.zeros_like(density)
+    weights[present] = 1.0 / density[present]
+    # Clip relative to the commonest age (smallest weight); ages with no density at all get the
+    # cap (no training example has them, but a table entry must be finite).
+    floor = weights[present].min()
+    weights = np.where(present, np.minimum(weights, floor * max_ratio), floor * max_ratio)
+    # Normalise to mean 1 over the examples: sum(counts * w) == sum(counts).
+    weights *= counts.sum() / np.sum(counts * weights)
+    return weights.astype(np.float32)
