@@ -6,4 +6,4 @@ OUT=${DEMO_DIR:-demo_out}
 rm -rf "$OUT"
 echo "== 1/1 generate synthetic sample faces -> $OUT/sample"
 "$PY" -m preprocessing.synthetic --output_dir="$OUT/sample" --num_images=600 --image_size=64 \
-    --seed=0 --corrupt_fraction=0.03
+    --seed=0 --corrupt_fraction=0.03 --duplicate_fraction=0.02
