@@ -41,7 +41,8 @@ def resource_name(kind: str, value: str, project: str, region: str) -> str:
     """``"123"`` or a full ``projects/.../endpoints/123`` -> the full resource name."""
     if value.startswith("projects/"):
         if f"/{kind}/" not in value:
-            raise ValueError(f"--{kind[:-1]}={value!r} is not a {kind[:-1]} resource name")
+            raise ValueError(f"--{kind[:-1]}={value!r} names no {kind[:-1]} (expected "
+                             f"projects/P/locations/R/{kind}/ID or just the ID)")
         return value
     return f"projects/{project}/locations/{region}/{kind}/{value}"
 

@@ -45,7 +45,8 @@ def check_trainer_container(pool, strategy, extra_args=()):
 
 def test_one_gpu_job():
     request = dry_run("--machine_type=n1-standard-8", "--accelerator_type=NVIDIA_TESLA_T4",
-                      "--accelerator_count=1", "--service_account=sa@my-proj.iam.gserviceaccount.com")
+                      "--accelerator_count=1",
+                      "--service_account=sa@my-proj.iam.gserviceaccount.com")
     assert request["parent"] == "projects/my-proj/locations/us-central1"
     custom_job = request["customJob"]
     assert custom_job["displayName"] == "run1"
@@ -167,7 +168,8 @@ def test_default_tuning_space_matches_the_trainer_flags():
                            "sample_weighting"}
     assert tuple(params["head"].categorical_value_spec.values) == config.HEADS
     assert tuple(params["sample_weighting"].categorical_value_spec.values) == config.WEIGHTINGS
-    assert specs.DEFAULT_METRIC == config.Config.__dataclass_fields__["hypertune_metric"].default
+    trainer_default = config.Config.__dataclass_fields__["hypertune_metric"].default
+    assert trainer_default == specs.DEFAULT_METRIC
 
 
 @pytest.mark.parametrize("entry, message", [

@@ -1,0 +1,91 @@
+"""Dataflow launch: the exact preprocessing.run command and the option checks before submission."""
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy import dataflow
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = ["--runner=DataflowRunner", "--project=my-proj", "--region=us-central1",
+        "--temp_location=gs://my-bucket/tmp", "--setup_file=./setup.py",
+        "--labels=gs://my-bucket/raw/labels.csv", "--images=gs://my-bucket/raw/images",
+        "--output_dir=gs://my-bucket/records"]
+
+
+def without(flag):
+    return [a for a in GOOD if not a.startswith(f"--{flag}=")]
+
+
+def test_good_options_pass_and_local_runs_are_not_checked():
+    dataflow.validate(GOOD, cwd=REPO)
+    dataflow.validate(["--runner=DirectRunner", "--labels=/tmp/l.csv"], cwd=REPO)
+    dataflow.validate(["--labels=/tmp/l.csv"], cwd=REPO)  # default runner = DirectRunner
+
+
+@pytest.mark.parametrize("argv, message", [
+    (without("project"), "--project is required"),
+    (without("region"), "--region is required"),
+    (without("temp_location"), "--temp_location is required"),
+    ([*without("temp_location"), "--temp_location=/tmp/beam"],
+     "--temp_location='/tmp/beam' must be a gs:// URI"),
+    ([*GOOD, "--staging_location=staging"], "--staging_location='staging' must be a gs:// URI"),
+    (without("setup_file"), "--setup_file=./setup.py is required"),
+    ([*without("setup_file"), "--setup_file=./nope/setup.py"], "--setup_file=./nope/setup.py: "
+                                                                "no such file"),
+    ([*GOOD, "--save_main_session"], "--save_main_session"),
+    ([*GOOD, "--requirements_file=missing.txt"], "--requirements_file=missing.txt: no such"),
+    ([*GOOD, "--job_name=Face_Age"], "--job_name='Face_Age'"),
+    ([*GOOD, "--max_num_workers=0"], "--max_num_workers=0"),
+    ([*without("labels"), "--labels=/home/me/labels.csv"],
+     "--labels='/home/me/labels.csv' must be a gs:// URI: Dataflow workers cannot read"),
+    ([*without("output_dir"), "--output_dir", "out"], "--output_dir='out' must be a gs:// URI"),
+])
+def test_bad_dataflow_options(argv, message):
+    with pytest.raises(ValueError) as info:
+        dataflow.validate(argv, cwd=REPO)
+    assert message in str(info.value)
+
+
+def test_command_is_complete_and_valid():
+    cmd = dataflow.command("my-proj", "us-central1", "gs://my-bucket", "gs://my-bucket/l.csv",
+                           "gs://my-bucket/img", "gs://my-bucket/records", "prep-1",
+                           max_num_workers=8, worker_machine_type="n1-standard-4",
+                           extra=["--image_size=224"])
+    assert cmd[:3] == ["python", "-m", "preprocessing.run"]
+    assert cmd[3:] == [
+        "--runner=DataflowRunner", "--project=my-proj", "--region=us-central1",
+        "--job_name=prep-1", "--temp_location=gs://my-bucket/dataflow/tmp",
+        "--staging_location=gs://my-bucket/dataflow/staging", "--setup_file=./setup.py",
+        "--requirements_file=deploy/dataflow_requirements.txt", "--requirements_cache=skip",
+        "--labels=gs://my-bucket/l.csv", "--images=gs://my-bucket/img",
+        "--output_dir=gs://my-bucket/records", "--max_num_workers=8",
+        "--worker_machine_type=n1-standard-4", "--image_size=224"]
+    with pytest.raises(ValueError, match="--bucket='out' must be a gs:// URI"):
+        dataflow.command("my-proj", "us-central1", "out", "gs://b1b/l", "gs://b1b/i", "gs://b1b/o",
+                         "prep-1")
+
+
+def test_worker_requirements_pin_the_same_tensorflow_as_setup_py():
+    tf_range = re.search(r'TF_RANGE = "([^"]+)"', (REPO / "setup.py").read_text()).group(1)
+    lines = [line.strip() for line in (REPO / dataflow.REQUIREMENTS).read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert lines == [f"tensorflow-cpu{tf_range}"]
+
+
+def test_cli_dry_run_prints_the_command_and_runs_nothing():
+    proc = subprocess.run(
+        [sys.executable, "-m", "deploy.dataflow", "--project=my-proj", "--region=us-central1",
+         "--bucket=gs://my-bucket", "--labels=gs://my-bucket/raw/labels.csv",
+         "--images=gs://my-bucket/raw/images", "--output_dir=gs://my-bucket/records",
+         "--job_name=prep-1", "--dry_run", "--", "--num_shards=16"],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    printed = shlex.split(proc.stdout.strip())
+    assert printed == dataflow.command(
+        "my-proj", "us-central1", "gs://my-bucket", "gs://my-bucket/raw/labels.csv",
+        "gs://my-bucket/raw/images", "gs://my-bucket/records", "prep-1", extra=["--num_shards=16"])

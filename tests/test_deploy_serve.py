@@ -1,0 +1,162 @@
+"""Serving requests: model upload, endpoint, deployment, predict (dry runs, no cloud)."""
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from google.cloud.aiplatform.constants import prediction as sdk_prediction
+from PIL import Image
+
+from deploy import machines, serving
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_image(path: Path, fmt: str, size: int = 32, seed: int = 0) -> Path:
+    """A small noisy image (noise so JPEG sizes are realistic, not a few hundred bytes)."""
+    import numpy as np
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format=fmt)
+    return path
+
+
+def serve_cli(*args):
+    proc = subprocess.run([sys.executable, "-m", "deploy.serve", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    return proc
+
+
+def test_deploy_dry_run_prints_upload_endpoint_and_deployment(tmp_path):
+    proc = serve_cli("deploy", "--project=my-proj", "--region=europe-west4",
+                     "--artifact_uri=gs://my-bucket/face-age/run1/model/saved_model",
+                     "--model_id=age-v1", "--endpoint_id=age", "--machine_type=n1-standard-4",
+                     "--accelerator_type=NVIDIA_TESLA_T4", "--accelerator_count=1",
+                     "--min_replicas=1", "--max_replicas=3", "--dry_run")
+    assert proc.returncode == 0, proc.stderr
+    upload, endpoint, deployment = json.loads(proc.stdout)
+    parent = "projects/my-proj/locations/europe-west4"
+
+    assert upload["method"] == "ModelServiceClient.upload_model"
+    assert upload["request"] == {
+        "parent": parent, "modelId": "age-v1",
+        "model": {"displayName": "age-v1",
+                  "artifactUri": "gs://my-bucket/face-age/run1/model/saved_model",
+                  # GPU serving machine -> the GPU build of the prebuilt TF image, EU mirror.
+                  "containerSpec": {"imageUri": "europe-docker.pkg.dev/vertex-ai/prediction/"
+                                                "tf2-gpu.2-15:latest"}}}
+    assert endpoint == {"method": "EndpointServiceClient.create_endpoint",
+                        "request": {"parent": parent, "endpointId": "age",
+                                    "endpoint": {"displayName": "age"}}}
+    assert deployment["method"] == "EndpointServiceClient.deploy_model"
+    assert deployment["request"] == {
+        "endpoint": f"{parent}/endpoints/age",
+        "deployedModel": {
+            "model": f"{parent}/models/age-v1", "displayName": "age-v1",
+            "dedicatedResources": {
+                "machineSpec": {"machineType": "n1-standard-4",
+                                "acceleratorType": "NVIDIA_TESLA_T4", "acceleratorCount": 1},
+                "minReplicaCount": 1, "maxReplicaCount": 3}},
+        "trafficSplit": {"0": 100}}
+    assert proc.stderr.strip().endswith(f"{parent}/endpoints/age")
+
+
+def test_deploy_an_existing_model_to_an_existing_endpoint_sends_one_request():
+    proc = serve_cli("deploy", "--project=my-proj", "--region=us-central1", "--model=42",
+                     "--endpoint=projects/my-proj/locations/us-central1/endpoints/7", "--dry_run")
+    assert proc.returncode == 0, proc.stderr
+    [deployment] = json.loads(proc.stdout)
+    request = deployment["request"]
+    assert request["endpoint"] == "projects/my-proj/locations/us-central1/endpoints/7"
+    assert request["deployedModel"]["model"] == "projects/my-proj/locations/us-central1/models/42"
+    assert request["deployedModel"]["dedicatedResources"]["machineSpec"] == {
+        "machineType": "n1-standard-4"}
+
+
+def test_predict_dry_run_sends_named_b64_instances(tmp_path):
+    jpeg = make_image(tmp_path / "a.jpg", "JPEG")
+    png = make_image(tmp_path / "b.png", "PNG", seed=1)
+    proc = serve_cli("predict", "--project=my-proj", "--region=us-central1", "--endpoint=7",
+                     "--dry_run", str(jpeg), str(png))
+    assert proc.returncode == 0, proc.stderr
+    [call] = json.loads(proc.stdout)
+    assert call["method"] == "PredictionServiceClient.predict"
+    request = call["request"]
+    assert request["endpoint"] == "projects/my-proj/locations/us-central1/endpoints/7"
+    # TF Serving REST row format: one object per instance keyed by the signature's input name,
+    # binary strings as {"b64": ...}; the bytes are the files' own, undecoded.
+    assert [list(i) for i in request["instances"]] == [["image_bytes"], ["image_bytes"]]
+    sent = [base64.b64decode(i["image_bytes"]["b64"]) for i in request["instances"]]
+    assert sent == [jpeg.read_bytes(), png.read_bytes()]
+    assert Image.open(io.BytesIO(sent[0])).format == "JPEG"
+
+
+def test_predict_splits_requests_under_the_size_limit(tmp_path):
+    paths = [make_image(tmp_path / f"{i}.png", "PNG", seed=i) for i in range(5)]
+    one = len(serving.instance(paths[0].read_bytes())["image_bytes"]["b64"])
+    requests = serving.predict_requests("e", paths, max_bytes=int(one * 2.5))
+    assert [len(names) for names, _ in requests] == [2, 2, 1]
+    assert [n for names, _ in requests for n in names] == [str(p) for p in paths]
+    assert all(len(r.instances) == len(names) for names, r in requests)
+    with pytest.raises(ValueError, match="over the 100-byte request limit"):
+        serving.predict_requests("e", paths[:1], max_bytes=100)
+
+
+def test_predict_rejects_missing_and_non_image_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    make_image(tmp_path / "c.webp", "WEBP")
+    with pytest.raises(FileNotFoundError, match="missing.jpg does not exist"):
+        serving.read_image(tmp_path / "missing.jpg")
+    for name in ("notes.txt", "c.webp"):
+        with pytest.raises(ValueError, match=f"{name} is not a JPEG or PNG"):
+            serving.read_image(tmp_path / name)
+    proc = serve_cli("predict", "--project=my-proj", "--region=us-central1", "--endpoint=7",
+                     "--dry_run", str(tmp_path / "notes.txt"))
+    assert proc.returncode == 1 and "notes.txt is not a JPEG or PNG" in proc.stderr
+
+
+@pytest.mark.parametrize("prediction, age", [
+    (31.5, 31.5), ([12.0], 12.0), ({"age": 40.0, "distribution": [0.1] * 3}, 40.0),
+    ({"age": [7]}, 7.0),
+])
+def test_age_of_each_output_shape(prediction, age):
+    assert serving.age_of(prediction) == age
+
+
+def test_age_of_rejects_unknown_outputs():
+    with pytest.raises(ValueError, match="has no 'age' output"):
+        serving.age_of({"score": 1.0})
+    with pytest.raises(ValueError, match="is not an age"):
+        serving.age_of([1.0, 2.0])
+
+
+@pytest.mark.parametrize("region", ["us-central1", "europe-west4", "asia-northeast1"])
+@pytest.mark.parametrize("gpu", [False, True])
+def test_default_serving_image_is_one_the_sdk_knows(region, gpu):
+    assert serving.serving_image(region, gpu=gpu) in sdk_prediction.TF_CONTAINER_URIS
+
+
+def test_serving_errors():
+    hw = machines.resolve("n1-standard-4")
+    with pytest.raises(ValueError, match="--max_replicas=1 is below --min_replicas=2"):
+        serving.deploy_model_request("e", "m", hw, min_replicas=2, max_replicas=1)
+    with pytest.raises(ValueError, match="--min_replicas=0"):
+        serving.deploy_model_request("e", "m", hw, min_replicas=0)
+    with pytest.raises(ValueError, match="--artifact_uri='/tmp/saved_model' must be a gs://"):
+        serving.upload_model_request("p", "r", "m1", "/tmp/saved_model", "img")
+    with pytest.raises(ValueError, match="--model_id='Age_V1'"):
+        serving.upload_model_request("p", "r", "Age_V1", "gs://my-bucket/m", "img")
+    with pytest.raises(ValueError, match="names no endpoint"):
+        serving.resource_name("endpoints", "projects/p/locations/r/models/1", "p", "r")
+    proc = serve_cli("deploy", "--region=us-central1", "--artifact_uri=gs://my-bucket/m",
+                     "--dry_run")
+    assert proc.returncode == 1 and proc.stderr.strip() == "error: --project is required (the " \
+                                                           "Google Cloud project ID)"
+    proc = serve_cli("predict", "--project=my-proj", "--region=us-central1", "--dry_run", "a.jpg")
+    assert proc.returncode == 1 and "--endpoint is required for predict" in proc.stderr
+    proc = serve_cli("launch", "--project=my-proj", "--region=us-central1")
+    assert proc.returncode == 1 and "upload, deploy, predict" in proc.stderr
