@@ -81,6 +81,12 @@ def test_by_quantile_splits_blur_low_to_high():
     assert q.loc[1, "mae"] == pytest.approx(16 / 3)  # 0, 10, 6
 
 
+def test_by_quantile_with_one_score_for_every_face():
+    q = metrics.by_quantile(_frame().assign(blur=100.0), "blur", quantiles=4)
+    assert list(q["group"]) == ["Q1"] and q.loc[0, "count"] == 6
+    assert q.loc[0, "low"] == q.loc[0, "high"] == 100.0
+
+
 def test_bias_by_age_bins():
     b = metrics.bias_by_age(_frame(), width=10).set_index("age_start")
     assert list(b.index) == [0, 20, 60, 80]

@@ -101,7 +101,10 @@ def by_quantile(df: pd.DataFrame, column: str = "blur", quantiles: int = 4,
     if values.isna().all():
         return pd.DataFrame(columns=["group", "low", "high", "count", "mae", "rmse",
                                      f"cs@{cs_years}", "bias"])
-    bins = pd.qcut(values, q=quantiles, labels=False, duplicates="drop")
+    if values.nunique() < 2:  # one score for every face (e.g. not computed): a single bin
+        bins = pd.Series(np.where(values.notna(), 0, np.nan), index=df.index)
+    else:
+        bins = pd.qcut(values, q=quantiles, labels=False, duplicates="drop")
     out = _grouped(df.assign(_bin=bins), "_bin", None, cs_years)
     limits = values.groupby(bins).agg(["min", "max"])
     out.insert(1, "low", [float(limits.loc[g, "min"]) for g in out["group"]])

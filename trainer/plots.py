@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from trainer import metrics
 
@@ -142,6 +143,7 @@ def learning_curves(history: pd.DataFrame) -> bytes:
                 label="validation MAE")
     for edge in _stage_edges(history):
         ax.axvline(edge, color="0.5", ls=":", lw=1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="MAE (years)", title="Learning curves")
     ax.legend(fontsize=8)
     return _png(fig)
@@ -179,6 +181,7 @@ def compare_learning_curves(histories: Mapping[str, pd.DataFrame]) -> bytes:
             ax.plot(history["epoch"], history["val_mae"], "-", color=color, lw=1.6, label=name)
         if "mae" in history.columns:
             ax.plot(history["epoch"], history["mae"], "--", color=color, lw=1, alpha=0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="MAE (years)",
            title="Validation MAE per epoch (dashed: train)")
     if histories:

@@ -1,0 +1,95 @@
+"""A smaller-training-set copy of a preprocessed DATA_DIR, for the small-data (overfitting) study.
+
+    python -m experiments.subset_data --data_dir=DATA --output_dir=SMALL --train_fraction=0.1
+
+Keeps every k-th training record (a stride over the sorted shards rather than the first records:
+shards may hold records in label order, and UTKFace's labels start with the age), writes them
+into as many train shards as before, links the validation and test shards unchanged (so the runs
+are scored on the same faces) and rewrites stats.json with the subset's count and age histogram,
+which the trainer reads for steps per epoch and sample weights.
+
+The trainer has no train-fraction flag; this keeps that concern out of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from preprocessing import schema
+from trainer import data
+
+
+def subset(data_dir: str, output_dir: str, train_fraction: float) -> dict:
+    """Writes the subset DATA_DIR; returns its stats.json content."""
+    if not 0 < train_fraction <= 1:
+        raise ValueError(f"--train_fraction={train_fraction}: must be in (0, 1]")
+    stats = schema.load_stats(data_dir)
+    stride = max(1, round(1 / train_fraction))
+    tf.io.gfile.makedirs(output_dir)
+    out = output_dir.rstrip("/")
+    max_age = int(stats.get("max_age") or 120)
+    histogram = np.zeros(max_age + 1, np.int64)
+    kept = 0
+    files = data.list_files(data_dir, "train")
+    # As many shards as the source: multi-worker training needs a file per worker.
+    writers = [tf.io.TFRecordWriter(f"{out}/{schema.shard_name('train', i, len(files))}")
+               for i in range(len(files))]
+    for i, serialized in enumerate(tf.data.TFRecordDataset(files)):
+        if i % stride:
+            continue
+        age = float(schema.parse(serialized)[schema.AGE])
+        histogram[min(int(age), max_age)] += 1
+        writers[kept % len(writers)].write(serialized.numpy())
+        kept += 1
+    for writer in writers:
+        writer.close()
+    if kept == 0:
+        raise ValueError(f"no training records in {data_dir!r} to subset")
+    for split in ("validation", "test"):
+        for path in data.list_files(data_dir, split):
+            _link_or_copy(path, f"{out}/{path.rsplit('/', 1)[-1]}")
+    stats = dict(stats)
+    stats["splits"] = dict(stats["splits"])
+    stats["splits"]["train"] = {"count": kept, "num_shards": len(files),
+                                "age_histogram": histogram.tolist()}
+    stats["subset_of"] = {"data_dir": data_dir, "train_fraction": train_fraction,
+                          "stride": stride}
+    with tf.io.gfile.GFile(f"{out}/{schema.STATS_FILE}", "w") as f:
+        json.dump(stats, f, indent=2)
+    return stats
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    if tf.io.gfile.exists(dst):
+        tf.io.gfile.remove(dst)
+    if "://" in src or "://" in dst:
+        tf.io.gfile.copy(src, dst)
+    else:
+        try:
+            os.symlink(os.path.abspath(src), dst)
+        except OSError:  # file systems without symlinks
+            shutil.copyfile(src, dst)
+
+
+def main(argv):
+    del argv
+    from absl import flags
+
+    f = flags.FLAGS
+    stats = subset(f.data_dir, f.output_dir, f.train_fraction)
+    print(json.dumps({"train_count": stats["splits"]["train"]["count"], **stats["subset_of"]}))
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    flags.DEFINE_string("data_dir", None, "Output directory of preprocessing.run.")
+    flags.DEFINE_string("output_dir", None, "Where the subset DATA_DIR goes.")
+    flags.DEFINE_float("train_fraction", 0.1, "Share of the training records to keep.")
+    flags.mark_flags_as_required(["data_dir", "output_dir"])
+    app.run(main)
