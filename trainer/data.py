@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from preprocessing import schema
-from trainer.augment import AugmentConfig, augment_image
+from trainer.augment import AugmentConfig, augment_batch
 
 # Keys of the metadata dict produced with with_metadata=True (extra columns are added by name).
 META_KEYS = {"id": schema.ID, "filename": schema.FILENAME, "blur": schema.BLUR,
@@ -48,19 +48,20 @@ def list_files(data_dir: str, split: str) -> list[str]:
 
 
 def decode_image(encoded, image_size: int):
-    """JPEG bytes -> float32 [image_size, image_size, 3] in 0..255.
+    """JPEG bytes -> uint8 [image_size, image_size, 3].
 
     Preprocessing already resized every record to the configured size, so the resize only runs
     (inside a tf.cond) when a data set was written at a different size than the trainer asks for.
+    The image stays uint8 until augmentation has resampled it: a quarter of the bytes to move.
     """
     image = tf.io.decode_jpeg(encoded, channels=3)
     shape = tf.shape(image)
     image = tf.cond(
         tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size)),
-        lambda: tf.cast(image, tf.float32),
-        lambda: tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size],
-                                method="bilinear", antialias=True))
-    image = tf.clip_by_value(image, 0.0, 255.0)  # bilinear/antialias may overshoot slightly
+        lambda: image,
+        lambda: tf.cast(tf.round(tf.clip_by_value(  # antialiasing may overshoot 0..255
+            tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True),
+            0.0, 255.0)), tf.uint8))
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
@@ -84,12 +85,10 @@ def lookup_weights(age, table):
     return tf.gather(table, index)
 
 
-def to_element(features, *, image_size: int, age_weights=None, augment=None, seed=None,
+def to_element(features, *, image_size: int, age_weights=None,
                extra_columns: Sequence[str] = (), with_metadata: bool = False):
-    """One parsed record (schema.parse output) -> (image, age, weight | meta)."""
+    """One parsed record (schema.parse output) -> (uint8 image, age, weight | meta)."""
     image = decode_image(features[schema.IMAGE], image_size)
-    if augment is not None:
-        image = augment_image(image, seed, augment)
     age = tf.cast(features[schema.AGE], tf.float32)
     if with_metadata:
         meta = {name: features[key] for name, key in META_KEYS.items()}
@@ -97,6 +96,13 @@ def to_element(features, *, image_size: int, age_weights=None, augment=None, see
         return image, age, meta
     weight = (tf.ones_like(age) if age_weights is None else lookup_weights(age, age_weights))
     return image, age, weight
+
+
+def finish_batch(images, seed, augment: AugmentConfig | None):
+    """A uint8 batch -> float32 0..255, augmented when `augment` is given."""
+    if augment is None:
+        return tf.cast(images, tf.float32)
+    return augment_batch(images, seed, augment)
 
 
 def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int, training: bool,
@@ -163,25 +169,33 @@ def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int
     epochs = (-1 if training else 1) if repeat is None else repeat
     if epochs != 1:
         ds = ds.repeat(None if epochs < 0 else epochs)
-    # Number the elements after repeat so that every element of every epoch gets its own
-    # augmentation seed: fold_in(base_seed, index). With deterministic=True the order, and hence
-    # every image, repeats from run to run.
-    ds = ds.enumerate()
+
+    def parse_and_decode(serialized):
+        features = schema.parse(serialized, extra_columns)
+        return to_element(features, image_size=image_size, age_weights=table,
+                          extra_columns=extra_columns, with_metadata=with_metadata)
+
+    # Parse and decode one record per call, in parallel: JPEG decoding only takes one image at a
+    # time, and it runs after the shuffle so the shuffle buffer holds small encoded records.
+    ds = ds.map(parse_and_decode, num_parallel_calls=tf.data.AUTOTUNE)
+    # drop_remainder when training so every step (and every replica) sees the same static shape:
+    # no retracing, and MirroredStrategy never receives a ragged last batch. Images are still
+    # uint8 here: a quarter of the bytes of float32 to copy into the batch.
+    ds = ds.batch(batch_size, drop_remainder=training)
+    # Augment whole batches (training only), each image with its own parameters: the few dozen
+    # small ops of an augmentation then pay their dispatch overhead once per batch, not per image
+    # (measured: -20% CPU for AugmentConfig.default(), -55% for the colour jitter alone; the
+    # bilinear resampling is most of what remains). Batches are numbered after repeat, so
+    # every batch of every epoch gets its own seed fold_in(base_seed, index); with
+    # deterministic=True the order, and hence every augmented image, repeats from run to run.
     augment = augment if training and augment is not None and not augment.is_identity else None
 
-    def parse_decode_augment(index, serialized):
-        features = schema.parse(serialized, extra_columns)
-        element_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
-        return to_element(features, image_size=image_size, age_weights=table, augment=augment,
-                          seed=element_seed, extra_columns=extra_columns,
-                          with_metadata=with_metadata)
+    def to_float_and_augment(index, batch):
+        images, age, third = batch
+        seed_of_batch = tf.random.experimental.stateless_fold_in(base_seed, index)
+        return finish_batch(images, seed_of_batch, augment), age, third
 
-    # Parse, decode and augment one record per call, in parallel: this is where the CPU time
-    # goes, and it runs after the cheap shuffle so the shuffle buffer holds small encoded records.
-    ds = ds.map(parse_decode_augment, num_parallel_calls=tf.data.AUTOTUNE)
-    # drop_remainder when training so every step (and every replica) sees the same static shape:
-    # no retracing, and MirroredStrategy never receives a ragged last batch.
-    ds = ds.batch(batch_size, drop_remainder=training)
+    ds = ds.enumerate().map(to_float_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
     # Overlap input preparation with the training step.
     ds = ds.prefetch(tf.data.AUTOTUNE)
 
