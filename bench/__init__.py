@@ -1,0 +1,1 @@
+"""Speed and quality benchmarks (not part of the test run)."""
