@@ -1,4 +1,4 @@
-"""trainer.compare on two run dirs holding the trainer's and the evaluation's output files."""
+"""trainer.compare on run dirs: contract files written here, and two brief real trainer runs."""
 
 import base64
 import json
@@ -10,8 +10,10 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from trainer_records import write_dataset
 
-from trainer import compare, metrics
+from trainer import compare, evaluate, metrics, train
+from trainer.config import Config
 
 
 def _run_dir(root, name, *, head, val_mae, offset):
@@ -85,3 +87,27 @@ def test_cli(runs, tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "regression" in proc.stdout and (out / "compare.html").is_file()
+
+
+@pytest.mark.slow
+def test_compare_two_real_trainer_runs(tmp_path):
+    """Regression vs dex, each trained briefly by the real trainer, evaluated, then compared."""
+    data = write_dataset(tmp_path / "data", image_size=32,
+                         counts={"train": 48, "validation": 12, "test": 12})
+    dirs = []
+    for head in ("regression", "dex"):
+        run = tmp_path / head
+        train.run(Config(data_dir=data, model_dir=str(run), backbone="tiny", weights="none",
+                         head=head, batch_size=8, epochs=2, freeze_epochs=0,
+                         steps_per_epoch=2, augment="none", verbose=0))
+        evaluate.evaluate(str(run), data, "test", str(run / "eval_test"), batch_size=8)
+        dirs.append(str(run))
+    table = compare.compare(dirs, str(tmp_path / "cmp")).set_index("run")
+    assert list(table.index) == ["regression", "dex"]
+    assert table.loc["dex", "head"] == "dex" and table.loc["regression", "epochs_run"] == 2
+    for head in ("regression", "dex"):
+        saved = json.loads((tmp_path / head / "eval_test" / "metrics.json").read_text())
+        assert table.loc[head, "test_mae"] == pytest.approx(saved["overall"]["mae"])
+        history = pd.read_csv(tmp_path / head / "history.csv")
+        assert table.loc[head, "best_val_mae"] == pytest.approx(history["val_mae"].min())
+    assert (tmp_path / "cmp" / "plots" / "learning_curves.png").is_file()
