@@ -1,0 +1,224 @@
+"""One image file's bytes -> one resized RGB JPEG plus quality measures. Pure functions.
+
+Nothing here knows about Beam or files: the pipeline's DoFn and the benchmark's plain loop both
+call ``process`` on bytes, and the tests call every step directly. A broken input raises
+``ImageError`` whose ``reason`` is a code from ``preprocessing.reasons``.
+
+Order of operations, and why:
+1. Guard the pixel count from the header *before* decoding, so a decompression bomb costs a
+   header read, not gigabytes of RAM.
+2. ``draft`` (JPEG only) lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is much
+   smaller than the photo; it never goes below the size the final resize needs.
+3. Apply the EXIF orientation before anything looks at geometry (phone photos are often stored
+   sideways with a rotation tag), then convert every mode to 8-bit RGB.
+4. Resize once, to the square the trainer uses, and measure blur/brightness on *that* image so
+   the numbers are comparable across photos of different resolutions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import struct
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from preprocessing import reasons
+
+RESIZE_MODES = ("crop", "pad")
+# Transparent pixels are composited onto white: cut-out portraits are usually shown on white.
+_BACKGROUND = (255, 255, 255)
+
+
+class ImageError(ValueError):
+    """An input that cannot become a record; ``reason`` is a preprocessing.reasons code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    image_size: int = 224
+    resize: str = "crop"  # "crop": fill the square, cut the overflow; "pad": fit inside, pad black
+    margin: float = 0.0  # fraction of width/height trimmed from each side before resizing
+    jpeg_quality: int = 90
+    max_pixels: int = 40_000_000
+
+
+@dataclass(frozen=True)
+class ProcessedImage:
+    jpeg: bytes
+    height: int
+    width: int
+    original_height: int
+    original_width: int
+    blur: float
+    brightness: float
+
+
+def decode(data: bytes, max_pixels: int, draft_size: int | None = None) -> Image.Image:
+    """Decodes bytes to a fully loaded, EXIF-oriented PIL image (any mode)."""
+    if not data:
+        raise ImageError(reasons.EMPTY_FILE, "the file has 0 bytes")
+    with warnings.catch_warnings():
+        # Our own max_pixels check below is the guard; PIL's warning would only add noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as e:
+            raise ImageError(reasons.TOO_MANY_PIXELS, str(e)) from e
+        except (OSError, SyntaxError, ValueError) as e:  # UnidentifiedImageError is an OSError
+            declared = _declared_size(data)
+            if declared and 0 in declared:
+                # Pillow refuses such headers outright; say what is actually wrong.
+                raise ImageError(reasons.ZERO_SIZE_IMAGE,
+                                 f"header declares {declared[0]}x{declared[1]} pixels") from e
+            if "truncat" in str(e).lower():
+                raise ImageError(reasons.TRUNCATED_IMAGE,
+                                 f"file ends inside the header: {e}") from e
+            if isinstance(e, UnidentifiedImageError):
+                raise ImageError(reasons.UNREADABLE_IMAGE,
+                                 f"not an image format Pillow can read ({len(data)} bytes)") from e
+            raise ImageError(reasons.UNREADABLE_IMAGE, f"bad image header: {e}") from e
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise ImageError(reasons.ZERO_SIZE_IMAGE, f"image is {width}x{height} pixels")
+        if width * height > max_pixels:
+            raise ImageError(reasons.TOO_MANY_PIXELS,
+                             f"{width}x{height} = {width * height} pixels > --max_pixels "
+                             f"{max_pixels}")
+        if draft_size and image.format == "JPEG":
+            # Requests a square so the result is big enough whichever way EXIF rotates it.
+            image.draft(image.mode, (draft_size, draft_size))
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise ImageError(reasons.TRUNCATED_IMAGE,
+                             f"pixel data could not be decoded: {e}") from e
+    # A corrupt EXIF block must not lose an intact image: keep it as stored.
+    with contextlib.suppress(Exception):
+        image = ImageOps.exif_transpose(image)
+    if image.width <= 0 or image.height <= 0:
+        raise ImageError(reasons.ZERO_SIZE_IMAGE, f"image is {image.width}x{image.height} pixels")
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB: grey, palette, alpha, CMYK, 16/32-bit integer, float."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I") or mode == "F":
+        # 16-bit grey (I;16*, or I holding 0..65535): keep the top 8 bits. Float: clip to 0..255.
+        pixels = np.asarray(image, dtype=np.float64)
+        if mode != "F":
+            pixels = pixels / 257.0
+        grey = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
+
+
+def fit(image: Image.Image, size: int, mode: str = "crop", margin: float = 0.0) -> Image.Image:
+    """Trims ``margin`` from each side, then makes a ``size`` x ``size`` square keeping aspect."""
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+    if margin:
+        dx, dy = round(image.width * margin), round(image.height * margin)
+        if image.width - 2 * dx >= 1 and image.height - 2 * dy >= 1:
+            image = image.crop((dx, dy, image.width - dx, image.height - dy))
+    width, height = image.size
+    # crop: the short side fills the square; pad: the long side does.
+    scale = size / (min(width, height) if mode == "crop" else max(width, height))
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    if mode == "pad":  # rounding must not push the long side past the square
+        new_w, new_h = min(size, new_w), min(size, new_h)
+    resized = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    if mode == "crop":
+        left, top = (resized.width - size) // 2, (resized.height - size) // 2
+        return resized.crop((left, top, left + size, top + size))
+    canvas = Image.new("RGB", (size, size))
+    canvas.paste(resized, ((size - resized.width) // 2, (size - resized.height) // 2))
+    return canvas
+
+
+def encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    out = io.BytesIO()
+    # No EXIF or ICC is written: orientation is already applied and the pixels are plain sRGB.
+    image.save(out, format="JPEG", quality=quality, optimize=False)
+    return out.getvalue()
+
+
+def blur_score(grey: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian: low = blurry (few edges), high = sharp."""
+    g = grey.astype(np.float32)
+    if g.shape[0] < 3 or g.shape[1] < 3:
+        return 0.0
+    lap = (g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4.0 * g[1:-1, 1:-1])
+    return float(lap.var())
+
+
+def brightness(grey: np.ndarray) -> float:
+    """Mean luma scaled to [0, 1]."""
+    return float(grey.mean()) / 255.0
+
+
+def process(data: bytes, config: ImageConfig) -> ProcessedImage:
+    """The whole per-image stage: bytes -> ProcessedImage, or ImageError naming the reason."""
+    # Decode at least size/(1 - 2*margin) pixels so the trimmed crop still covers the target.
+    draft = math.ceil(config.image_size / max(1e-6, 1.0 - 2.0 * config.margin))
+    # The pixel guard needs the header size, so read it from the undrafted open inside decode.
+    image = decode(data, config.max_pixels, draft_size=draft)
+    original = _original_size(data, image)
+    rgb = to_rgb(image)
+    square = fit(rgb, config.image_size, config.resize, config.margin)
+    grey = np.asarray(square.convert("L"))
+    return ProcessedImage(
+        jpeg=encode_jpeg(square, config.jpeg_quality),
+        height=config.image_size,
+        width=config.image_size,
+        original_height=original[1],
+        original_width=original[0],
+        blur=blur_score(grey),
+        brightness=brightness(grey),
+    )
+
+
+def _original_size(data: bytes, decoded: Image.Image) -> tuple[int, int]:
+    """(width, height) of the stored photo as displayed, i.e. before draft, after EXIF rotation."""
+    with Image.open(io.BytesIO(data)) as header:  # header only: no pixel decoding
+        width, height = header.size
+        orientation = header.getexif().get(0x0112, 1)
+    if orientation in (5, 6, 7, 8):  # the EXIF orientations that swap width and height
+        width, height = height, width
+    return width, height
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (C4, C8 and CC are other segment types in the same range).
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without Pillow, or None if not found."""
+    if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 <= len(data) and data[i] == 0xFF:
+            marker = data[i + 1]
+            if marker in _JPEG_SOF:
+                height, width = struct.unpack(">HH", data[i + 5:i + 9])
+                return width, height
+            i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return None

@@ -1,0 +1,200 @@
+"""Label sources -> label rows (one per image) plus rejects for rows that were not understood.
+
+Three layouts, chosen by ``--label_format``:
+
+- ``csv``: a CSV with a header holding ``file_name`` and ``real_age`` (or ``age``); every other
+  column (gender, race, a subject id, ...) is kept as a string extra column.
+- ``utkface``: no CSV; the age, gender and race are the first fields of each image's file name,
+  ``AGE_GENDER_RACE_DATE.jpg[.chip.jpg]``.
+- ``appa_real``: ``--labels`` is the APPA-REAL folder holding ``gt_avg_{train,valid,test}.csv``
+  (``file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age``); the images live in
+  ``--images/{train,valid,test}/`` and APPA-REAL's own split is kept.
+
+Parsing is pure (text or names in, rows and rejects out); ``read_source`` adds the file IO
+through Beam's FileSystems, so local paths and gs:// behave alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from preprocessing import reasons
+
+FORMATS = ("csv", "utkface", "appa_real")
+FILE_COLUMN = "file_name"
+AGE_COLUMNS = ("real_age", "age")
+# APPA-REAL's split folders and label files, mapped to our split names.
+APPA_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
+APPA_LABELS = "gt_avg_{}.csv"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+UTKFACE_COLUMNS = ("gender", "race")
+_UTKFACE_NAME = re.compile(r"^(\d+)_(\d+)_(\d+)_\d+")
+
+
+class LabelError(ValueError):
+    """A label source that cannot be read at all (missing columns, empty file)."""
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    file_name: str  # relative to --images; unique per image
+    age: float
+    source: str  # "labels.csv:12" or the file name: where the row came from, for error messages
+    extra: dict = field(default_factory=dict)  # column name -> string
+    split: str | None = None  # set when the source dictates the split (APPA-REAL)
+
+    def label_key(self) -> tuple:
+        """What 'identical labels' means when two files hold the same bytes."""
+        return (self.age, tuple(sorted(self.extra.items())), self.split)
+
+
+def rejection(input_: str, reason: str, detail: str) -> dict:
+    """One dead-letter line: which input, which reason code, and a message for a human."""
+    assert reason in reasons.ALL, reason
+    return {"input": input_, "reason": reason, "detail": detail}
+
+
+def parse_age(text: str, max_age: float) -> float:
+    """'34' -> 34.0; raises ValueError with a message for non-numeric, NaN, negative, too old."""
+    try:
+        age = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"age {text!r} is not a number") from None
+    if not math.isfinite(age):
+        raise ValueError(f"age {text!r} is not finite")
+    if age < 0:
+        raise ValueError(f"age {age:g} is negative")
+    if age > max_age:
+        raise ValueError(f"age {age:g} is above --max_age {max_age:g}")
+    return age
+
+
+def csv_columns(header_line: str, source: str) -> tuple[str, str, list[str]]:
+    """(file column, age column, extra columns) from a header, or LabelError naming what lacks."""
+    columns = [c.strip() for c in next(csv.reader([header_line]), [])]
+    if not any(columns):
+        raise LabelError(f"{source}: the label file is empty (expected a header with "
+                         f"{FILE_COLUMN} and one of {'/'.join(AGE_COLUMNS)})")
+    age_column = next((c for c in AGE_COLUMNS if c in columns), None)
+    if FILE_COLUMN not in columns or age_column is None:
+        raise LabelError(f"{source}: header {columns} lacks {FILE_COLUMN!r} and/or an age column "
+                         f"({' or '.join(AGE_COLUMNS)})")
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise LabelError(f"{source}: header repeats column(s) {duplicated}")
+    extras = [c for c in columns if c not in (FILE_COLUMN, age_column) and c]
+    return FILE_COLUMN, age_column, extras
+
+
+def parse_csv(text: str, source: str, max_age: float, split: str | None = None,
+              prefix: str = "") -> tuple[list, list]:
+    """CSV text -> (rows, rejects). ``prefix`` is prepended to file names (APPA-REAL folders)."""
+    lines = text.splitlines()
+    if not lines:
+        raise LabelError(f"{source}: the label file is empty")
+    file_col, age_col, extras = csv_columns(lines[0], source)
+    header = [c.strip() for c in next(csv.reader([lines[0]]))]
+    rows, rejects = [], []
+    # csv.reader (not DictReader) so that a row with too many fields is caught, not truncated.
+    for line_no, values in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if line_no == 1 or not values or not any(v.strip() for v in values):
+            continue
+        where = f"{source}:{line_no}"
+        raw = ",".join(values)
+        if len(values) != len(header):
+            rejects.append(rejection(f"{where}: {raw}", reasons.BAD_ROW,
+                                     f"{len(values)} fields, header has {len(header)}"))
+            continue
+        record = {name: value.strip() for name, value in zip(header, values, strict=True)}
+        name = record[file_col]
+        if not name:
+            rejects.append(rejection(f"{where}: {raw}", reasons.BAD_ROW, "empty file_name"))
+            continue
+        try:
+            age = parse_age(record[age_col], max_age)
+        except ValueError as e:
+            rejects.append(rejection(f"{where}: {raw}", reasons.BAD_AGE, str(e)))
+            continue
+        rows.append(LabelRow(file_name=prefix + name, age=age, source=where, split=split,
+                             extra={c: record[c] for c in extras}))
+    return rows, rejects
+
+
+def parse_utkface_names(names: Iterable[str], max_age: float) -> tuple[list, list]:
+    """UTKFace file names -> (rows, rejects). Non-image names are skipped, not rejected."""
+    rows, rejects = [], []
+    for name in names:
+        if not name.lower().endswith(IMAGE_EXTENSIONS):
+            continue
+        match = _UTKFACE_NAME.match(name)
+        if not match:
+            rejects.append(rejection(name, reasons.BAD_ROW,
+                                     "file name does not follow AGE_GENDER_RACE_DATE.jpg"))
+            continue
+        age_text, gender, race = match.groups()
+        try:
+            age = parse_age(age_text, max_age)
+        except ValueError as e:
+            rejects.append(rejection(name, reasons.BAD_AGE, str(e)))
+            continue
+        rows.append(LabelRow(file_name=name, age=age, source=name,
+                             extra=dict(zip(UTKFACE_COLUMNS, (gender, race), strict=True))))
+    return rows, rejects
+
+
+def sources(label_format: str, labels: str | None, images: str) -> list[tuple]:
+    """The units ``read_source`` reads: (kind, path, split, prefix). Cheap; no file IO."""
+    if label_format == "csv":
+        return [("csv", labels, None, "")]
+    if label_format == "utkface":
+        return [("listing", images, None, "")]
+    if label_format == "appa_real":
+        return [("csv", join(labels, APPA_LABELS.format(folder)), split, folder + "/")
+                for folder, split in APPA_SPLITS.items()]
+    raise ValueError(f"--label_format must be one of {FORMATS}, got {label_format!r}")
+
+
+def read_source(unit: tuple, max_age: float) -> tuple[list, list]:
+    """Reads one unit from ``sources`` (local or gs://) and parses it."""
+    from apache_beam.io.filesystems import FileSystems
+
+    kind, path, split, prefix = unit
+    if kind == "listing":
+        base = path.rstrip("/") + "/"
+        matches = FileSystems.match([base + "*"])[0].metadata_list
+        names = sorted(m.path[len(base):] for m in matches)
+        return parse_utkface_names((n for n in names if "/" not in n), max_age)
+    with FileSystems.open(path) as f:
+        text = f.read().decode("utf-8-sig")  # utf-8-sig: spreadsheet exports start with a BOM
+    # APPA-REAL's apparent-age columns stay as extras; only real_age is the target.
+    return parse_csv(text, source=path, max_age=max_age, split=split, prefix=prefix)
+
+
+def extra_columns(label_format: str, labels: str | None, images: str) -> list[str]:
+    """The extra columns every row of this source carries, in header order (reads headers)."""
+    if label_format == "utkface":
+        return list(UTKFACE_COLUMNS)
+    columns: list[str] = []
+    for _, path, _, _ in sources(label_format, labels, images):
+        for name in csv_columns(read_header(path), path)[2]:
+            if name not in columns:
+                columns.append(name)
+    return columns
+
+
+def read_header(path: str) -> str:
+    """The first line of a (local or gs://) CSV, for validating flags before the job starts."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as f:
+        head = f.read(64 * 1024).decode("utf-8-sig", errors="replace")
+    return head.splitlines()[0] if head else ""
+
+
+def join(directory: str, name: str) -> str:
+    return directory.rstrip("/") + "/" + name

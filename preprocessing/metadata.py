@@ -1,0 +1,209 @@
+"""Files around the shards: TFRecord framing, stats.json, TFDS metadata, and the final swap.
+
+Why a staging folder and a swap: the pipeline writes shards, errors and stats.json into
+``OUT/.staging``; only after the whole pipeline succeeded does ``publish`` replace the previous
+run's files in OUT. The order of ``publish`` is what makes an interrupted run safe:
+
+1. delete OUT/stats.json and the TFDS metadata first: from now on OUT reads as "incomplete"
+   (``schema.load_stats`` and ``tfds.builder_from_directory`` fail with a clear error) instead
+   of silently mixing two runs;
+2. delete every old ``{split}-*-of-*`` shard and the old errors/;
+3. move the new shards and errors in;
+4. write the TFDS metadata, then stats.json last: its presence marks a complete output.
+
+A rerun after an interruption at any point starts by deleting the stale staging folder and
+redoes the job from the inputs, so no shard of an earlier run can survive into a later one.
+All file IO goes through Beam's FileSystems, so OUT may be local or gs://.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+from collections.abc import Iterable
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from preprocessing import schema
+
+STAGING_DIR = ".staging"
+_TFDS_FILES = ("dataset_info.json", "features.json")
+_log = logging.getLogger(__name__)
+
+
+def _masked_crc32c(data: bytes) -> int:
+    import google_crc32c  # ships with google-cloud-storage, a dependency of this package
+
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def tfrecord_frames(payloads: Iterable[bytes]) -> bytes:
+    """The TFRecord container: per record, length + crc(length) + data + crc(data)."""
+    parts = []
+    for payload in payloads:
+        length = struct.pack("<Q", len(payload))
+        parts += [length, struct.pack("<I", _masked_crc32c(length)), payload,
+                  struct.pack("<I", _masked_crc32c(payload))]
+    return b"".join(parts)
+
+
+def write_tfrecords(path: str, payloads: Iterable[bytes]) -> int:
+    """Writes one shard (local or gs://); returns its size in bytes."""
+    data = tfrecord_frames(payloads)
+    with FileSystems.create(path, mime_type="application/octet-stream",
+                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(data)
+    return len(data)
+
+
+def age_histogram(ages: Iterable[float], max_age: float) -> list[int]:
+    """Counts of floor(age) for 0..max_age (the stats.json layout in schema.py)."""
+    counts = [0] * (int(max_age) + 1)
+    for age in ages:
+        counts[min(int(age), len(counts) - 1)] += 1
+    return counts
+
+
+def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_, merged,
+                           blur_deciles) -> None:
+    """Assembles stats.json from the pipeline's per-shard summaries and writes it to staging."""
+    width = int(config.max_age) + 1
+    splits = {name: {"count": 0, "num_shards": 0, "num_bytes": 0, "shard_lengths": [],
+                     "age_histogram": [0] * width} for name in schema.SPLITS}
+    for shard in sorted(shards, key=lambda s: (s["split"], s["index"])):
+        entry = splits[shard["split"]]
+        entry["num_shards"] = shard["num_shards"]
+        if not entry["shard_lengths"]:
+            entry["shard_lengths"] = [0] * shard["num_shards"]
+        entry["shard_lengths"][shard["index"]] = shard["count"]
+        entry["count"] += shard["count"]
+        entry["num_bytes"] += shard["num_bytes"]
+        entry["age_histogram"] = [a + b for a, b in zip(entry["age_histogram"],
+                                                        shard["age_histogram"], strict=True)]
+    rejects: dict[str, int] = {}
+    for reason in reasons_:
+        rejects[reason] = rejects.get(reason, 0) + 1
+    deciles = blur_deciles[0] if blur_deciles else []
+    written = sum(s["count"] for s in splits.values())
+    stats = {
+        "image_size": config.image.image_size,
+        "extra_columns": list(extra_columns),
+        "max_age": config.max_age,
+        "splits": splits,
+        "rejects": dict(sorted(rejects.items())),
+        "duplicates_merged": sum(merged),
+        # Every input is accounted for exactly once: written, rejected or merged into a copy.
+        "inputs": written + sum(rejects.values()) + sum(merged),
+        "blur_quantiles": ({f"{q / 10:.1f}": deciles[q] for q in (1, 5, 9)}
+                           if len(deciles) == 11 else {}),
+        "blur_deciles": list(deciles),
+        "label_format": config.label_format,
+        "split_ratios": list(config.split_ratios),
+        "group_by": config.group_by,
+        "id": "first 32 hex digits of the SHA-256 of the original image file's bytes",
+    }
+    write_json(join(directory, schema.STATS_FILE), stats)
+
+
+def publish(staging: str, output_dir: str, image_size: int, extra_columns) -> dict:
+    """Replaces OUT's previous output with the staged one (order: see the module docstring)."""
+    stats = read_json(join(staging, schema.STATS_FILE))
+    delete([join(output_dir, n) for n in (schema.STATS_FILE, *_TFDS_FILES)])
+    delete(_matching(join(output_dir, schema.SHARD_GLOB.format(split=s)) for s in schema.SPLITS))
+    remove_tree(join(output_dir, schema.ERRORS_DIR))
+
+    for name, entry in stats["splits"].items():
+        for index, count in enumerate(entry["shard_lengths"]):
+            if count == 0:  # hashing left this shard empty; TFDS still expects the file
+                write_tfrecords(join(staging, schema.shard_name(name, index, entry["num_shards"])),
+                                [])
+    shards = _matching(join(staging, schema.SHARD_GLOB.format(split=s)) for s in schema.SPLITS)
+    errors = _matching([join(staging, schema.ERRORS_DIR) + "/*.jsonl"])
+    _mkdirs(join(output_dir, schema.ERRORS_DIR))
+    FileSystems.rename(shards + errors,
+                       [join(output_dir, os.path.basename(p)) for p in shards]
+                       + [join(output_dir, schema.ERRORS_DIR, os.path.basename(p))
+                          for p in errors])
+
+    stats["tfds_metadata"] = write_tfds_metadata(output_dir, stats, image_size, extra_columns)
+    write_json(join(output_dir, schema.STATS_FILE), stats)
+    remove_tree(staging)
+    return stats
+
+
+def write_tfds_metadata(output_dir: str, stats: dict, image_size: int, extra_columns) -> str:
+    """dataset_info.json + features.json so that tfds.builder_from_directory(OUT) loads it."""
+    if not any(s["count"] for s in stats["splits"].values()):
+        return "skipped: no records"
+    if output_dir.startswith("gs://") and os.environ.get("STORAGE_EMULATOR_HOST"):
+        # TFDS lists and writes through tf.io.gfile, whose GCS client always talks to
+        # www.googleapis.com and ignores STORAGE_EMULATOR_HOST; on real GCS this path works.
+        reason = "skipped: tf.io.gfile cannot reach the GCS emulator (STORAGE_EMULATOR_HOST)"
+        _log.warning("TFDS metadata %s", reason)
+        return reason
+    import tensorflow_datasets as tfds
+
+    # tfds.folder_dataset.write_metadata would be the one-liner here, but TFDS 4.9 infers the
+    # file format from a ".tfrecord" part of the shard names, and schema.FILENAME_TEMPLATE
+    # ("{SPLIT}-{SHARD_X_OF_Y}") has none, so it raises "Unrecognized file extension". These
+    # are the same steps it takes, with the format stated instead of inferred.
+    template = tfds.core.ShardedFileTemplate(data_dir=output_dir,
+                                             template=schema.FILENAME_TEMPLATE,
+                                             dataset_name="face_age", filetype_suffix="tfrecord")
+    info = tfds.core.DatasetInfo(
+        builder=tfds.core.DatasetIdentity(name="face_age", version=tfds.core.Version("1.0.0"),
+                                          data_dir=output_dir, module_name=""),
+        features=schema.tfds_features(image_size, extra_columns),
+        description="Face images with age labels, written by preprocessing.run.",
+    )
+    info.set_file_format(tfds.core.FileFormat.TFRECORD)
+    split_infos = [tfds.core.SplitInfo(name=name, shard_lengths=s["shard_lengths"],
+                                       num_bytes=s["num_bytes"], filename_template=template)
+                   for name, s in stats["splits"].items() if s["count"]]
+    info.set_splits(tfds.core.SplitDict(split_infos))
+    info.write_to_directory(output_dir)
+    return "written"
+
+
+def join(directory: str, *names: str) -> str:
+    return "/".join([directory.rstrip("/"), *names])
+
+
+def write_json(path: str, value) -> None:
+    with FileSystems.create(path, mime_type="application/json",
+                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(json.dumps(value, indent=2, sort_keys=True).encode("utf-8"))
+
+
+def read_json(path: str):
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def delete(paths: list[str]) -> None:
+    existing = [p for p in paths if FileSystems.exists(p)]
+    if existing:
+        FileSystems.delete(existing)
+
+
+def remove_tree(directory: str) -> None:
+    """Deletes a folder and everything in it (no-op when absent), local or gs://."""
+    if not directory.startswith("gs://"):
+        if os.path.isdir(directory):
+            FileSystems.delete([directory])
+        return
+    delete(_matching([directory.rstrip("/") + "/**"]))
+
+
+def _matching(patterns: Iterable[str]) -> list[str]:
+    results = FileSystems.match(list(patterns))
+    return sorted(m.path for r in results for m in r.metadata_list)
+
+
+def _mkdirs(directory: str) -> None:
+    if not directory.startswith("gs://"):  # GCS has no folders to create
+        os.makedirs(directory, exist_ok=True)

@@ -1,0 +1,201 @@
+"""The job's own flags, declared once, turned into a frozen ``JobConfig`` and validated up front.
+
+Everything that is not one of these flags goes to Beam's ``PipelineOptions`` (``--runner``,
+``--direct_num_workers``, ``--project``, ...), as in Beam's wordcount example. ``parse`` raises
+``OptionsError`` naming the flag before any pipeline work starts: a missing path, ratios that do
+not sum to 1 or a Dataflow run without a gs:// temp_location should cost a second, not a
+half-finished job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from dataclasses import dataclass
+
+from preprocessing import labels, schema
+from preprocessing.images import RESIZE_MODES, ImageConfig
+
+
+class OptionsError(ValueError):
+    """A bad flag; the message names it."""
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    images: str
+    output_dir: str
+    labels: str | None = None
+    label_format: str = "csv"
+    image: ImageConfig = ImageConfig()
+    max_age: float = 120.0
+    split_ratios: tuple = (0.8, 0.1, 0.1)
+    group_by: str | None = None
+    num_shards: int = 0  # per split; 0 = automatic (~128 MB per shard)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m preprocessing.run",
+        description="Labelled face images -> validated, deduplicated, split, sharded TFRecords.")
+    p.add_argument("--labels", help="labels CSV (csv), the APPA-REAL folder holding "
+                   "gt_avg_*.csv (appa_real); not used with utkface")
+    p.add_argument("--images", required=True, help="folder of images (local or gs://)")
+    p.add_argument("--output_dir", required=True, help="where shards, stats.json, errors/ go")
+    p.add_argument("--label_format", choices=labels.FORMATS, default="csv")
+    p.add_argument("--image_size", type=int, default=224, help="records are SIZE x SIZE JPEGs")
+    p.add_argument("--resize", choices=RESIZE_MODES, default="crop",
+                   help="crop: fill the square and cut the overflow; pad: fit inside, pad black")
+    p.add_argument("--margin", type=float, default=0.0,
+                   help="fraction of width/height trimmed from each side before resizing "
+                        "(inputs are face crops already: this tightens the crop)")
+    p.add_argument("--jpeg_quality", type=int, default=90)
+    p.add_argument("--max_pixels", type=int, default=40_000_000,
+                   help="decompression-bomb guard: larger images are rejected unread")
+    p.add_argument("--max_age", type=float, default=120.0)
+    p.add_argument("--split_ratios", default="0.8,0.1,0.1",
+                   help="train,validation,test fractions summing to 1 (ignored by appa_real, "
+                        "which keeps its own split)")
+    p.add_argument("--group_by", default=None,
+                   help="label column whose value decides the split (e.g. a person id), so "
+                        "one group never lands in two splits")
+    p.add_argument("--num_shards", type=int, default=0,
+                   help="shards per split; 0 = automatic, about 128 MB each")
+    return p
+
+
+def parse(argv: list[str] | None) -> tuple[JobConfig, object]:
+    """argv -> (validated JobConfig, Beam PipelineOptions)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    known, beam_args = _parser().parse_known_args(argv)
+    pipeline_options = PipelineOptions(beam_args)
+    _reject_unknown_flags(pipeline_options, beam_args)
+    config = JobConfig(
+        labels=known.labels,
+        images=known.images,
+        output_dir=known.output_dir,
+        label_format=known.label_format,
+        image=ImageConfig(image_size=known.image_size, resize=known.resize, margin=known.margin,
+                          jpeg_quality=known.jpeg_quality, max_pixels=known.max_pixels),
+        max_age=known.max_age,
+        split_ratios=_ratios(known.split_ratios),
+        group_by=known.group_by,
+        num_shards=known.num_shards,
+    )
+    validate_pipeline_options(pipeline_options, config)  # cheap checks first, no IO
+    validate(config)
+    return config, pipeline_options
+
+
+def _ratios(text: str) -> tuple:
+    try:
+        ratios = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise OptionsError(
+            f"--split_ratios={text!r}: expected three numbers like 0.8,0.1,0.1") from None
+    if len(ratios) != len(schema.SPLITS) or any(not math.isfinite(r) or r < 0 for r in ratios):
+        raise OptionsError(f"--split_ratios={text!r}: expected {len(schema.SPLITS)} non-negative "
+                           f"numbers for {','.join(schema.SPLITS)}")
+    if abs(sum(ratios) - 1.0) > 1e-6:
+        raise OptionsError(f"--split_ratios={text!r} sums to {sum(ratios):g}, not 1")
+    return ratios
+
+
+def _reject_unknown_flags(pipeline_options, beam_args: list[str]) -> None:
+    # Beam silently drops flags it does not know, so a typo (--image_szie) would be ignored.
+    known = pipeline_options.get_all_options(retain_unknown_options=False)
+    everything = pipeline_options.get_all_options(retain_unknown_options=True)
+    unknown = sorted(set(everything) - set(known))
+    if unknown:
+        raise OptionsError(f"unknown flag(s): {', '.join('--' + u for u in unknown)}")
+
+
+def validate(config: JobConfig) -> None:
+    """Checks values and that the inputs exist (reads at most the label files' first line)."""
+    image = config.image
+    if not 8 <= image.image_size <= 4096:
+        raise OptionsError(f"--image_size={image.image_size}: expected 8..4096")
+    if not 1 <= image.jpeg_quality <= 100:
+        raise OptionsError(f"--jpeg_quality={image.jpeg_quality}: expected 1..100")
+    if not 0.0 <= image.margin < 0.5:
+        raise OptionsError(f"--margin={image.margin}: expected 0 <= margin < 0.5")
+    if image.max_pixels <= 0:
+        raise OptionsError(f"--max_pixels={image.max_pixels}: expected > 0")
+    if config.num_shards < 0:
+        raise OptionsError(f"--num_shards={config.num_shards}: expected >= 0 (0 = automatic)")
+    if not config.max_age > 0:
+        raise OptionsError(f"--max_age={config.max_age}: expected > 0")
+    if not _is_directory(config.images):
+        raise OptionsError(f"--images={config.images!r}: no such folder (or it is empty)")
+    if os.path.abspath(config.output_dir) == os.path.abspath(config.images):
+        raise OptionsError("--output_dir must differ from --images: old shards are deleted there")
+    columns = _label_columns(config)
+    if config.group_by is not None and config.group_by not in columns:
+        raise OptionsError(f"--group_by={config.group_by!r}: not a label column; the labels "
+                           f"have {sorted(columns)}")
+
+
+def _label_columns(config: JobConfig) -> set:
+    """The extra columns the labels offer; raises OptionsError for missing or headless files."""
+    if config.label_format == "utkface" and config.labels:
+        raise OptionsError("--labels is not used with --label_format=utkface (the labels "
+                           "are in the image file names); drop it")
+    if config.label_format == "utkface":
+        return set(labels.UTKFACE_COLUMNS)
+    if not config.labels:
+        raise OptionsError(f"--labels is required with --label_format={config.label_format}")
+    for _, path, _, _ in labels.sources(config.label_format, config.labels, config.images):
+        if not _exists(path):
+            raise OptionsError(f"--labels: {path!r} does not exist")
+    try:
+        return set(labels.extra_columns(config.label_format, config.labels, config.images))
+    except labels.LabelError as e:
+        raise OptionsError(f"--labels: {e}") from None
+
+
+def validate_pipeline_options(pipeline_options, config: JobConfig) -> None:
+    """Dataflow needs gs:// paths everywhere, a region and a setup_file to ship this package."""
+    from apache_beam.options.pipeline_options import (
+        GoogleCloudOptions,
+        SetupOptions,
+        StandardOptions,
+    )
+
+    runner = pipeline_options.view_as(StandardOptions).runner or "DirectRunner"
+    if "dataflow" not in runner.lower():
+        return
+    gcp = pipeline_options.view_as(GoogleCloudOptions)
+    setup = pipeline_options.view_as(SetupOptions)
+    if not gcp.project:
+        raise OptionsError("--project is required with --runner=DataflowRunner")
+    if not gcp.region:
+        raise OptionsError("--region is required with --runner=DataflowRunner")
+    if not (gcp.temp_location or "").startswith("gs://"):
+        raise OptionsError(f"--temp_location={gcp.temp_location!r}: Dataflow needs a gs:// path")
+    if not setup.setup_file:
+        raise OptionsError("--setup_file=./setup.py is required with DataflowRunner: workers "
+                           "install this package from it")
+    if not os.path.isfile(setup.setup_file):
+        raise OptionsError(f"--setup_file={setup.setup_file!r}: no such file")
+    for flag, value in (("--images", config.images), ("--output_dir", config.output_dir),
+                        ("--labels", config.labels)):
+        if value and not value.startswith("gs://"):
+            raise OptionsError(f"{flag}={value!r}: Dataflow workers cannot read local paths; "
+                               "use gs://")
+
+
+def _exists(path: str) -> bool:
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.exists(path)
+
+
+def _is_directory(path: str) -> bool:
+    if not path.startswith("gs://"):
+        return os.path.isdir(path)
+    # GCS has no folders: a "folder" exists when at least one object sits under it.
+    from apache_beam.io.filesystems import FileSystems
+
+    return bool(FileSystems.match([path.rstrip("/") + "/*"], limits=[1])[0].metadata_list)
