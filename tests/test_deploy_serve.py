@@ -160,3 +160,35 @@ def test_serving_errors():
     assert proc.returncode == 1 and "--endpoint is required for predict" in proc.stderr
     proc = serve_cli("launch", "--project=my-proj", "--region=us-central1")
     assert proc.returncode == 1 and "upload, deploy, predict" in proc.stderr
+
+
+@pytest.mark.parametrize("head", ["regression", "dex"])
+def test_predict_instances_feed_the_exported_serving_signature(tmp_path, head):
+    """The request format against the trainer's real SavedModel (tiny CNN, random weights).
+
+    TF Serving's row format turns the instances into one batch per input name (b64 decoded),
+    and answers with bare values when the signature has one output, objects when it has more.
+    """
+    import tensorflow as tf
+
+    from trainer.export import export_saved_model
+    from trainer.model import build_model
+
+    model = build_model(backbone="tiny", image_size=32, head=head, max_age=100, dropout=0.0,
+                        initial_age=30.0)
+    path = export_saved_model(model, str(tmp_path / "saved_model"), 32, head, 100)
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    assert list(signature.structured_input_signature[1]) == [serving.INPUT_NAME]
+
+    images = [make_image(tmp_path / "a.jpg", "JPEG", 48), make_image(tmp_path / "b.png", "PNG")]
+    [(_, request)] = serving.predict_requests("e", images)
+    instances = json.loads(type(request).to_json(request))["instances"]
+    batch = tf.constant([base64.b64decode(i[serving.INPUT_NAME]["b64"]) for i in instances])
+    outputs = {k: v.numpy().tolist() for k, v in signature(**{serving.INPUT_NAME: batch}).items()}
+    if len(outputs) == 1:
+        rows = next(iter(outputs.values()))
+    else:
+        rows = [dict(zip(outputs, values, strict=True)) for values in zip(*outputs.values(),
+                                                                          strict=True)]
+    ages = [serving.age_of(row) for row in rows]
+    assert len(ages) == 2 and all(0.0 <= a <= 100.0 for a in ages)
