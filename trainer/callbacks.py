@@ -58,11 +58,13 @@ class HistoryWriter(keras.callbacks.Callback):
     first, so an epoch that was interrupted and re-run appears once.
     """
 
-    def __init__(self, model_dir: str, stage: str, images_per_epoch: int):
+    def __init__(self, model_dir: str, stage: str, images_per_epoch: int,
+                 val_loss_scale: float = 1.0):
         super().__init__()
         self.csv_path = model_dir + "/history.csv"
         self.json_path = model_dir + "/history.json"
         self.stage, self.images_per_epoch = stage, images_per_epoch
+        self.val_loss_scale = val_loss_scale  # see train.Plan.val_loss_scale
         self.rows = _read_json(self.json_path, [])
         self._start, self._lr = 0.0, math.nan
 
@@ -77,6 +79,8 @@ class HistoryWriter(keras.callbacks.Callback):
         row = {"epoch": epoch, "stage": self.stage, "lr": self._lr,
                "seconds": seconds, "images_per_second": self.images_per_epoch / seconds}
         row.update({k: float(v) for k, v in (logs or {}).items()})
+        if "val_loss" in row:
+            row["val_loss"] *= self.val_loss_scale
         self.rows.append(row)
         self.flush()
 

@@ -16,6 +16,18 @@ import tensorflow as tf
 from trainer.model import expected_age
 
 _EPS = 1e-7
+# Age of the padding examples that fill the last validation batches (weight 0 in the loss).
+PAD_AGE = -1.0
+
+
+def _real(y_true):
+    """1 for real examples, 0 for padding: the metrics ignore padding."""
+    return tf.cast(tf.reshape(y_true, [-1]) >= 0, tf.float32)
+
+
+def _combine(mask, sample_weight):
+    return mask if sample_weight is None else mask * tf.reshape(
+        tf.cast(sample_weight, tf.float32), [-1])
 
 
 def label_distribution(age, num_classes: int, sigma: float):
@@ -34,8 +46,33 @@ def label_distribution(age, num_classes: int, sigma: float):
 
 
 def make_loss(name: str, head: str, *, num_classes: int = 0, dex_sigma: float = 0.0,
-              huber_delta: float = 5.0):
-    """A Keras-compatible loss fn(y_true age [B], y_pred) -> per-example loss [B]."""
+              huber_delta: float = 5.0, batch_size: int | None = None):
+    """The compiled loss: sum(per-example loss x sample weight) / GLOBAL batch size.
+
+    Why not Keras's default reduction: we want exactly "weighted sum over the global batch /
+    global batch" on any number of replicas. With reduction="sum" Keras neither normalises nor
+    divides by the replica count, so each replica returns its share of that total and
+    tf.distribute's summed gradients are those of one device on the whole batch.
+    """
+    per_example = per_example_loss(name, head, num_classes=num_classes, dex_sigma=dex_sigma,
+                                   huber_delta=huber_delta)
+    if batch_size is None:
+        return per_example
+    return _SumOverFixedBatch(per_example, batch_size, name)
+
+
+class _SumOverFixedBatch(keras.losses.Loss):
+    def __init__(self, fn, batch_size: int, name: str):
+        super().__init__(name=name, reduction="sum")
+        self.fn, self.batch_size = fn, float(batch_size)
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred) / self.batch_size
+
+
+def per_example_loss(name: str, head: str, *, num_classes: int = 0, dex_sigma: float = 0.0,
+                     huber_delta: float = 5.0):
+    """fn(y_true age [B], y_pred) -> per-example loss [B]."""
     if head == "regression":
         def regression_loss(y_true, y_pred):
             error = tf.reshape(tf.cast(y_pred, tf.float32), [-1]) - tf.cast(y_true, tf.float32)
@@ -80,7 +117,7 @@ class AgeMAE(keras.metrics.Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         error = tf.abs(expected_age(y_pred, self.head) - tf.reshape(
             tf.cast(y_true, tf.float32), [-1]))
-        return super().update_state(error, sample_weight=sample_weight)
+        return super().update_state(error, sample_weight=_combine(_real(y_true), sample_weight))
 
 
 class CumulativeScore(keras.metrics.Mean):
@@ -94,4 +131,4 @@ class CumulativeScore(keras.metrics.Mean):
         error = tf.abs(expected_age(y_pred, self.head) - tf.reshape(
             tf.cast(y_true, tf.float32), [-1]))
         hit = tf.cast(error <= self.years, tf.float32)
-        return super().update_state(hit, sample_weight=sample_weight)
+        return super().update_state(hit, sample_weight=_combine(_real(y_true), sample_weight))

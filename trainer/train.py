@@ -48,9 +48,14 @@ class Plan:
     global_batch: int
     per_replica_batch: int
     steps_per_epoch: int
-    val_steps: int               # validation steps covering the split once
+    val_steps: int               # validation steps covering the (padded) split once
     age_weights: object          # np.ndarray indexed by floor(age)
     mean_age: float              # of the train split: the regression head's initial bias
+
+    @property
+    def val_loss_scale(self) -> float:
+        """Keras averages the validation loss over padded batches; this undoes the padding."""
+        return self.val_steps * self.global_batch / self.val_count
 
     def describe(self) -> str:
         return (f"image {self.image_size}px, max_age {self.max_age}; train {self.train_count} / "
@@ -90,13 +95,15 @@ def make_plan(config: Config, stats: dict, num_replicas: int, num_workers: int =
                                     kernel_size=config.lds_kernel_size, sigma=config.lds_sigma,
                                     max_ratio=config.max_weight_ratio)
     steps = config.steps_per_epoch or train_count // config.batch_size
-    # One worker reads validation once, as per-replica batches dealt out to the replicas in turn:
-    # the exact step count keeps Keras from running into the end of the data. Several workers
-    # each read their own files, so they read validation repeated for a common step count (every
-    # evaluation step is a collective that all workers must join).
-    per_replica = config.batch_size // num_replicas
-    val_steps = (math.ceil(math.ceil(val_count / per_replica) / num_replicas) if num_workers == 1
-                 else math.ceil(val_count / config.batch_size))
+    # Validation is padded (age -1, weight 0, ignored by the metrics) to whole global batches:
+    # every replica then gets a full batch on every step (an empty per-replica batch breaks
+    # BatchNorm on CPU) and every worker runs the same number of evaluation steps (each one a
+    # collective). One worker reads every example exactly once; several workers each read their
+    # files' share, bounded assuming preprocessing's shards are of similar size.
+    shards = int(splits["validation"].get("num_shards", 0)) or 1
+    per_worker = (val_count if num_workers == 1 else
+                  math.ceil(shards / num_workers) * math.ceil(val_count / shards))
+    val_steps = math.ceil(per_worker / (config.batch_size // num_workers))
     return Plan(image_size=image_size, max_age=max_age,
                 extra_columns=tuple(stats.get("extra_columns", ())), train_count=train_count,
                 val_count=val_count, num_replicas=num_replicas, num_workers=num_workers,
@@ -113,16 +120,15 @@ def make_datasets(config: Config, plan: Plan, strategy: tf.distribute.Strategy):
 
     def dataset_fn(split, training):
         def fn(input_context):
-            return data.build_dataset(
-                config.data_dir, split, training=training,
-                batch_size=input_context.get_per_replica_batch_size(plan.global_batch),
+            per_replica = input_context.get_per_replica_batch_size(plan.global_batch)
+            ds = data.build_dataset(
+                config.data_dir, split, training=training, batch_size=per_replica,
                 image_size=plan.image_size, extra_columns=plan.extra_columns,
                 augment=augment if training else None,
                 age_weights=plan.age_weights if training else None, cache=config.cache,
                 shuffle_buffer=config.shuffle_buffer, seed=config.seed,
-                deterministic=config.deterministic,
-                repeat=None if training or plan.num_workers == 1 else -1,
-                input_context=input_context)
+                deterministic=config.deterministic, input_context=input_context)
+            return ds if training else pad_forever(ds, plan.image_size, per_replica)
         return fn
 
     # Fail here, with the path and pattern, rather than inside a tf.function on a worker.
@@ -131,6 +137,14 @@ def make_datasets(config: Config, plan: Plan, strategy: tf.distribute.Strategy):
     train = strategy.distribute_datasets_from_function(dataset_fn("train", True))
     val = strategy.distribute_datasets_from_function(dataset_fn("validation", False))
     return train, val
+
+
+def pad_forever(ds: tf.data.Dataset, image_size: int, batch_size: int) -> tf.data.Dataset:
+    """Batches of the finite `ds` followed by padding (age -1, weight 0), full batches forever."""
+    pad = tf.data.Dataset.from_tensors(
+        (tf.zeros([image_size, image_size, 3]), tf.constant(losses.PAD_AGE), tf.constant(0.0)))
+    return (ds.unbatch().concatenate(pad.repeat()).batch(batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def build(config: Config, plan: Plan, strategy: tf.distribute.Strategy) -> keras.Model:
@@ -157,7 +171,8 @@ def compile_stage(model: keras.Model, config: Config, plan: Plan, stage: str, ep
         model.compile(
             optimizer=optimizer,
             loss=losses.make_loss(config.loss_name, config.head, num_classes=plan.max_age + 1,
-                                  dex_sigma=config.dex_sigma, huber_delta=config.huber_delta),
+                                  dex_sigma=config.dex_sigma, huber_delta=config.huber_delta,
+                                  batch_size=plan.global_batch),
             metrics=[losses.AgeMAE(config.head), losses.CumulativeScore(config.head, 5)],
             jit_compile=config.enable_xla, steps_per_execution=config.steps_per_execution)
 
@@ -178,7 +193,8 @@ def fit_stage(model, config: Config, plan: Plan, stage: str, first_epoch: int, l
         # The head stage keeps its backup when it finishes, so a restart during fine-tuning
         # restores the finished head instead of training it again.
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=stage != "head"),
-        cb.HistoryWriter(dirs.model_dir, stage, plan.steps_per_epoch * plan.global_batch),
+        cb.HistoryWriter(dirs.model_dir, stage, plan.steps_per_epoch * plan.global_batch,
+                         plan.val_loss_scale),
         cb.BestWeights(dirs.checkpoint_dir),
         cb.HypertuneReporter(config.hypertune_metric),
     ]
@@ -201,7 +217,8 @@ def evaluate(model: keras.Model, val_ds, plan: Plan, config: Config) -> dict:
     """Final validation numbers, in inference mode (Keras evaluate never uses training=True)."""
     results = model.evaluate(val_ds, steps=plan.val_steps, return_dict=True, verbose=0)
     return {"val_mae": float(results["mae"]), "val_cs5": float(results["cs5"]),
-            "val_loss": float(results["loss"]), "val_count": plan.val_count}
+            "val_loss": float(results["loss"]) * plan.val_loss_scale,
+            "val_count": plan.val_count}
 
 
 def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:

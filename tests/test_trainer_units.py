@@ -1,0 +1,169 @@
+"""Trainer pieces without a training loop: config, weighting, schedule, losses, model stages."""
+
+import dataclasses
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import config as config_lib
+from trainer import distribution, losses, schedule, weighting
+from trainer import model as model_lib
+from trainer.config import Config
+
+
+def _config(**kw):
+    return Config(data_dir="/data", model_dir="/model", **kw)
+
+
+@pytest.mark.parametrize("kw, flag", [
+    ({"batch_size": 0}, "--batch_size=0"),
+    ({"backbone": "vgg"}, "--backbone='vgg'"),
+    ({"freeze_epochs": 5, "epochs": 3}, "--freeze_epochs=5"),
+    ({"head": "dex", "loss": "mae"}, "--loss='mae'"),
+    ({"unfreeze": "some"}, "--unfreeze='some'"),
+    ({"fine_tune_learning_rate": -1.0}, "--fine_tune_learning_rate=-1.0"),
+    ({"distribution_strategy": "tpu"}, "--tpu=''"),
+    ({"image_size": 8}, "--image_size=8"),
+    ({"sample_weighting": "lds", "lds_kernel_size": 4}, "--lds_kernel_size=4"),
+])
+def test_config_errors_name_the_flag(kw, flag):
+    with pytest.raises(ValueError) as e:
+        _config(**kw)
+    assert str(e.value).startswith(flag)
+
+
+def test_config_is_frozen_and_round_trips_json():
+    c = _config(backbone="tiny", unfreeze="12")
+    assert c.unfreeze_layers == 12 and c.loss_name == "mae"
+    assert _config(head="dex").loss_name == "kl"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.batch_size = 3
+    assert Config(**__import__("json").loads(c.to_json())) == c
+
+
+def test_dirs_default_to_vertex_env_then_model_dir():
+    env = {"AIP_MODEL_DIR": "gs://b/model/", "AIP_CHECKPOINT_DIR": "gs://b/ckpt",
+           "AIP_TENSORBOARD_LOG_DIR": "gs://b/tb"}
+    assert config_lib.resolve_dirs("", "", "", env) == ("gs://b/model", "gs://b/ckpt", "gs://b/tb")
+    assert config_lib.resolve_dirs("/m", "", "", {}) == ("/m", "/m/checkpoints", "/m/tensorboard")
+    with pytest.raises(ValueError, match="--model_dir"):
+        config_lib.resolve_dirs("", "", "", {})
+    flags = types.SimpleNamespace(**{**config_lib.defaults(), "data_dir": "/d", "model_dir": None})
+    assert config_lib.from_flags(flags, env).checkpoint_dir == "gs://b/ckpt"
+
+
+def test_weighting_math():
+    hist = np.array([0, 10, 30, 0, 60], float)
+    inv = weighting.age_weights(hist, "inverse_frequency", max_ratio=100)
+    # 1/count, scaled so the mean over the 100 examples is 1.
+    expected = np.array([0, 1 / 10, 1 / 30, 0, 1 / 60]) * 100 / 3.0
+    np.testing.assert_allclose(inv[[1, 2, 4]], expected[[1, 2, 4]], rtol=1e-6)
+    assert np.dot(inv, hist) / hist.sum() == pytest.approx(1.0)
+    clipped = weighting.age_weights(hist, "inverse_frequency", max_ratio=2)
+    assert clipped[1] / clipped[4] == pytest.approx(2.0)     # rarest capped at 2x commonest
+    assert clipped[0] == pytest.approx(clipped[1])           # empty ages get the cap
+    assert np.dot(clipped, hist) / hist.sum() == pytest.approx(1.0)
+    np.testing.assert_array_equal(weighting.age_weights(hist, "none"), np.ones(5))
+
+
+def test_lds_smooths_before_inverting():
+    hist = np.zeros(41)
+    hist[10:31] = 100.0
+    hist[20] = 5.0  # a dip inside a dense region: LDS should barely up-weight it
+    k = weighting.gaussian_kernel(9, 2.0)
+    assert k.sum() == pytest.approx(1.0) and k[4] == k.max()
+    smooth = weighting.smooth_histogram(hist, 9, 2.0)
+    assert smooth[20] == pytest.approx(np.dot(hist[16:25], k))
+    lds = weighting.age_weights(hist, "lds", kernel_size=9, sigma=2.0, max_ratio=10)
+    inv = weighting.age_weights(hist, "inverse_frequency", max_ratio=10)
+    assert lds[20] / lds[15] < 1.5 < inv[20] / inv[15]
+    assert np.dot(lds, hist) / hist.sum() == pytest.approx(1.0, rel=1e-5)
+    with pytest.raises(ValueError, match="--sample_weighting"):
+        weighting.age_weights(hist, "sqrt")
+
+
+def test_schedule_warmup_then_cosine_to_zero():
+    s = schedule.stage_schedule(1e-3, epochs=4, steps_per_epoch=10, warmup_epochs=1)
+    values = [float(s(i)) for i in range(41)]
+    assert values[0] == pytest.approx(1e-4) and values[9] == pytest.approx(1e-3)
+    assert values[10] == pytest.approx(1e-3) and values[25] == pytest.approx(5e-4, rel=1e-4)
+    assert values[40] == pytest.approx(0.0, abs=1e-9)
+    assert all(a >= b for a, b in zip(values[10:], values[11:], strict=False))
+    assert schedule.stage_schedule(1e-3, 1, 4, warmup_epochs=5).warmup_steps == 2  # capped
+
+
+def test_losses():
+    age = tf.constant([10.0, 30.0])
+    pred = tf.constant([[12.0], [20.0]])
+    np.testing.assert_allclose(losses.make_loss("mae", "regression")(age, pred), [2, 10])
+    np.testing.assert_allclose(losses.make_loss("mse", "regression")(age, pred), [4, 100])
+    huber = losses.make_loss("huber", "regression", huber_delta=5.0)(age, pred)
+    np.testing.assert_allclose(huber, [2.0, 0.5 * 25 + 5 * 5])
+    dist = losses.label_distribution(tf.constant([0.0, 5.0]), 11, sigma=1.0).numpy()
+    np.testing.assert_allclose(dist.sum(axis=1), 1.0, rtol=1e-6)
+    assert dist[1].argmax() == 5 and dist[1, 4] == pytest.approx(dist[1, 6])
+    kl = losses.make_loss("kl", "dex", num_classes=11, dex_sigma=1.0)
+    assert float(kl(tf.constant([5.0]), tf.constant(dist[1:]))[0]) == pytest.approx(0, abs=1e-5)
+    ce = losses.make_loss("ce", "dex", num_classes=11)
+    one_hot = tf.one_hot([3], 11)
+    assert float(ce(tf.constant([3.2]), one_hot)[0]) == pytest.approx(0, abs=1e-5)
+    mae = losses.AgeMAE("dex")
+    mae.update_state(tf.constant([4.0]), tf.constant([[0.0, 0, 0, 0.5, 0, 0.5, 0, 0, 0, 0, 0]]))
+    assert float(mae.result()) == pytest.approx(0.0)
+
+
+def _trainable_names(model):
+    return {v.path for v in model.trainable_variables}
+
+
+def test_trainable_variables_per_stage_tiny():
+    m = model_lib.build_model(backbone="tiny", image_size=32, head="regression", max_age=100)
+    head_vars = {"age/kernel", "age/bias"}
+    model_lib.set_trainable(m, "tiny", "head")
+    assert _trainable_names(m) == head_vars
+    bn = m.get_layer("backbone").get_layer("block1_bn")
+    assert not bn.trainable  # frozen BN runs in inference mode in Keras 3
+    model_lib.set_trainable(m, "tiny", "fine_tune", "all")
+    assert len(m.trainable_variables) == 2 + 3 + 3 * 2  # head + convs + BN gamma/beta
+    model_lib.set_trainable(m, "tiny", "fine_tune", "last_block", train_bn=False)
+    assert _trainable_names(m) == head_vars | {"block3_conv/kernel"}
+    model_lib.set_trainable(m, "tiny", "fine_tune", 2)  # last 2 layers: block3 bn + relu
+    assert _trainable_names(m) == head_vars | {"block3_bn/gamma", "block3_bn/beta"}
+
+
+def test_mobilenet_last_block_bn_momentum_and_weights_file(tmp_path):
+    m = model_lib.build_model(backbone="mobilenet_v3_small", image_size=32, head="dex",
+                              max_age=20, bn_momentum=0.9)
+    backbone = m.get_layer("backbone")
+    bns = [la for la in backbone.layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert bns and all(la.momentum == 0.9 for la in bns)  # Keras ships 0.999
+    model_lib.set_trainable(m, "mobilenet_v3_small", "fine_tune", "last_block")
+    trained = {v.path.split("/")[0] for v in m.trainable_variables} - {"age_logits"}
+    assert trained and all(n.startswith(("expanded_conv_10_", "conv_1")) for n in trained)
+    assert m.output_shape == (None, 21)
+    # --weights=PATH: a weights file of the backbone is loaded into a fresh model.
+    path = str(tmp_path / "backbone.weights.h5")
+    backbone.save_weights(path)
+    fresh = model_lib.build_backbone("mobilenet_v3_small", 32, weights=path)
+    np.testing.assert_array_equal(fresh.get_layer("conv").kernel.numpy(),
+                                  backbone.get_layer("conv").kernel.numpy())
+    with pytest.raises(FileNotFoundError, match="--weights="):
+        model_lib.build_backbone("tiny", 32, weights=str(tmp_path / "missing.weights.h5"))
+
+
+def test_tf_config_chief_rules():
+    cluster = {"worker": ["a:1", "b:2"]}
+    assert distribution.is_chief({})
+    assert distribution.is_chief({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    assert not distribution.is_chief({"cluster": cluster, "task": {"type": "worker", "index": 1}})
+    with_chief = {"cluster": {**cluster, "chief": ["c:3"]}, "task": {"type": "worker",
+                                                                     "index": 0}}
+    assert not distribution.is_chief(with_chief)
+    assert distribution.resolve_strategy_name("auto", "", with_chief, 0) == "multi_worker_mirrored"
+    assert distribution.resolve_strategy_name("auto", "", {}, 2) == "mirrored"
+    assert distribution.resolve_strategy_name("auto", "", {}, 0) == "one_device"
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        distribution.tf_config({"TF_CONFIG": "{nope"})
