@@ -89,3 +89,28 @@ def test_cli_dry_run_prints_the_command_and_runs_nothing():
     assert printed == dataflow.command(
         "my-proj", "us-central1", "gs://my-bucket", "gs://my-bucket/raw/labels.csv",
         "gs://my-bucket/raw/images", "gs://my-bucket/records", "prep-1", extra=["--num_shards=16"])
+
+
+def test_preprocessing_run_accepts_the_command(monkeypatch):
+    """The printed argv goes through preprocessing.run's own parser and Dataflow checks.
+
+    Only its remote existence checks (labels/images on GCS, which need credentials) are
+    switched off; flag names, Beam options and its own Dataflow validation all run.
+    """
+    from preprocessing import options
+
+    monkeypatch.setattr(options, "validate", lambda config: None)
+    monkeypatch.chdir(REPO)  # --setup_file=./setup.py is relative to where the job starts
+    cmd = dataflow.command("my-proj", "us-central1", "gs://my-bucket", "gs://my-bucket/l.csv",
+                           "gs://my-bucket/img", "gs://my-bucket/records", "prep-1",
+                           max_num_workers=8, worker_machine_type="n1-standard-4",
+                           extra=["--image_size=96", "--num_shards=4"])
+    config, pipeline_options = options.parse(cmd[3:])
+    assert (config.labels, config.images, config.output_dir) == (
+        "gs://my-bucket/l.csv", "gs://my-bucket/img", "gs://my-bucket/records")
+    assert (config.image.image_size, config.num_shards) == (96, 4)
+    beam = pipeline_options.get_all_options()
+    assert beam["runner"] == "DataflowRunner"
+    assert beam["requirements_file"] == dataflow.REQUIREMENTS
+    assert beam["requirements_cache"] == "skip"
+    assert beam["max_num_workers"] == 8
