@@ -211,3 +211,23 @@ def test_cache_keeps_content_and_every_epoch_is_reshuffled(out_dir, tmp_path):
 def test_bad_arguments_are_clear_errors(out_dir, kwargs, match):
     with pytest.raises(ValueError, match=match):
         _build(out_dir, **kwargs)
+
+
+def test_feeds_a_real_mirrored_strategy_per_replica(out_dir):
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    strategy = tf.distribute.MirroredStrategy(devices)
+    global_batch = 8
+
+    def dataset_fn(context):
+        return data.build_dataset(
+            str(out_dir), "train", batch_size=context.get_per_replica_batch_size(global_batch),
+            image_size=SIZE, training=True, augment=AugmentConfig.default(), seed=2,
+            input_context=context)
+
+    dist = strategy.distribute_datasets_from_function(dataset_fn)
+    images, ages, weights = next(iter(dist))
+    per_replica = strategy.experimental_local_results(images)
+    assert len(per_replica) == len(devices)
+    assert all(t.shape == [global_batch // len(devices), SIZE, SIZE, 3] for t in per_replica)
+    assert all(t.shape == [global_batch // len(devices)]
+               for t in strategy.experimental_local_results(weights))
