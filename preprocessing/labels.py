@@ -53,10 +53,18 @@ class LabelRow:
         return (self.age, tuple(sorted(self.extra.items())), self.split)
 
 
-def rejection(input_: str, reason: str, detail: str) -> dict:
-    """One dead-letter line: which input, which reason code, and a message for a human."""
-    assert reason in reasons.ALL, reason
-    return {"input": input_, "reason": reason, "detail": detail}
+def rejection(input_: str, reason: str, detail: str, file_name: str | None = None) -> dict:
+    """One dead-letter line: which input, which reason code, and a message for a human.
+
+    ``file_name`` (relative to --images) is added whenever the input names an image, so that
+    errors/ can be joined back to the label file.
+    """
+    if reason not in reasons.ALL:
+        raise ValueError(f"unknown rejection reason {reason!r}")
+    line = {"input": input_, "reason": reason, "detail": detail}
+    if file_name is not None:
+        line["file_name"] = file_name
+    return line
 
 
 def parse_age(text: str, max_age: float) -> float:
@@ -108,7 +116,8 @@ def parse_csv(text: str, source: str, max_age: float, split: str | None = None,
         raw = ",".join(values)
         if len(values) != len(header):
             rejects.append(rejection(f"{where}: {raw}", reasons.BAD_ROW,
-                                     f"{len(values)} fields, header has {len(header)}"))
+                                     f"{len(values)} fields, header has {len(header)}",
+                                     file_name=prefix + values[0].strip()))
             continue
         record = {name: value.strip() for name, value in zip(header, values, strict=True)}
         name = record[file_col]
@@ -118,7 +127,8 @@ def parse_csv(text: str, source: str, max_age: float, split: str | None = None,
         try:
             age = parse_age(record[age_col], max_age)
         except ValueError as e:
-            rejects.append(rejection(f"{where}: {raw}", reasons.BAD_AGE, str(e)))
+            rejects.append(rejection(f"{where}: {raw}", reasons.BAD_AGE, str(e),
+                                     file_name=prefix + name))
             continue
         rows.append(LabelRow(file_name=prefix + name, age=age, source=where, split=split,
                              extra={c: record[c] for c in extras}))
@@ -134,13 +144,14 @@ def parse_utkface_names(names: Iterable[str], max_age: float) -> tuple[list, lis
         match = _UTKFACE_NAME.match(name)
         if not match:
             rejects.append(rejection(name, reasons.BAD_ROW,
-                                     "file name does not follow AGE_GENDER_RACE_DATE.jpg"))
+                                     "file name does not follow AGE_GENDER_RACE_DATE.jpg",
+                                     file_name=name))
             continue
         age_text, gender, race = match.groups()
         try:
             age = parse_age(age_text, max_age)
         except ValueError as e:
-            rejects.append(rejection(name, reasons.BAD_AGE, str(e)))
+            rejects.append(rejection(name, reasons.BAD_AGE, str(e), file_name=name))
             continue
         rows.append(LabelRow(file_name=name, age=age, source=name,
                              extra=dict(zip(UTKFACE_COLUMNS, (gender, race), strict=True))))

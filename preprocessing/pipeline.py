@@ -82,7 +82,7 @@ def _unique_names(item):
     for row in rows:
         yield TaggedOutput(REJECTS, rejection(
             row.source, reasons.DUPLICATE_FILE_NAME, f"{name} is labelled {len(rows)} times "
-            f"({where})"))
+            f"({where})", file_name=name))
 
 
 class RejectDuplicateFileNames(beam.PTransform):
@@ -117,14 +117,16 @@ class _LoadImage(beam.DoFn):
                 data = f.read()
         except Exception as e:  # noqa: BLE001 - classified below, transient errors re-raised
             if not FileSystems.exists(path):
-                yield TaggedOutput(REJECTS, rejection(path, reasons.MISSING_FILE,
-                                                      f"named by {row.source} but not found"))
+                yield TaggedOutput(REJECTS, rejection(
+                    path, reasons.MISSING_FILE, f"named by {row.source} but not found",
+                    file_name=row.file_name))
                 return
             raise RuntimeError(f"reading {path}: {e}") from e
         try:
             image = images.process(data, self.config)
         except images.ImageError as e:
-            yield TaggedOutput(REJECTS, rejection(path, e.reason, e.detail))
+            yield TaggedOutput(REJECTS, rejection(path, e.reason, e.detail,
+                                                  file_name=row.file_name))
             return
         self.loaded.inc()
         self._progress()
@@ -174,7 +176,8 @@ def _resolve_duplicates(item):
                            for o in records if o is not r)
         yield TaggedOutput(REJECTS, rejection(
             r["path"], reasons.DUPLICATE_CONFLICT,
-            f"same image bytes as {others} but the labels differ (age {r[schema.AGE]:g})"))
+            f"same image bytes as {others} but the labels differ (age {r[schema.AGE]:g})",
+            file_name=r[schema.FILENAME]))
 
 
 class DropExactDuplicates(beam.PTransform):
@@ -197,7 +200,8 @@ def _choose_split(record, ratios, group_by):
         group = record["extra"].get(group_by, "")
         if not group:
             yield TaggedOutput(REJECTS, rejection(
-                record["path"], reasons.BAD_ROW, f"empty --group_by column {group_by!r}"))
+                record["path"], reasons.BAD_ROW, f"empty --group_by column {group_by!r}",
+                file_name=record[schema.FILENAME]))
             return
     yield split.assign_split(split.split_key(record[schema.ID], group), ratios), record
 

@@ -72,7 +72,10 @@ def encode(record: Mapping[str, Any], extra_columns: Sequence[str] = ()) -> byte
         text = "" if extras.get(name) is None else str(extras[name])
         feature[extra_key(name)] = tf.train.Feature(
             bytes_list=tf.train.BytesList(value=[text.encode("utf-8")]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic=True: protobuf map order otherwise follows per-process string hashing, and
+    # the same inputs should give byte-identical shards from any process or runner.
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
 
 
 def feature_spec(extra_columns: Sequence[str] = ()) -> dict:

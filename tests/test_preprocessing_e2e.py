@@ -1,0 +1,207 @@
+"""preprocessing.run end to end on the DirectRunner, on a small synthetic sample.
+
+The sample (preprocessing.synthetic) holds good faces, broken entries of every kind and exact
+duplicates, with a manifest of what a correct job must reject and why.
+"""
+
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from preprocessing import metadata, reasons, schema, synthetic
+from preprocessing import run as run_module
+
+IMAGE_SIZE = 32
+
+
+def _run(sample, output_dir, *flags):
+    return run_module.run([
+        f"--labels={sample.labels_csv}", f"--images={sample.images_dir}",
+        f"--output_dir={output_dir}", f"--image_size={IMAGE_SIZE}", "--runner=DirectRunner",
+        *flags])
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _shards(output_dir):
+    return sorted(n for n in os.listdir(output_dir) if "-of-" in n)
+
+
+def _errors(output_dir):
+    lines = []
+    for name in sorted(os.listdir(os.path.join(output_dir, schema.ERRORS_DIR))):
+        with open(os.path.join(output_dir, schema.ERRORS_DIR, name)) as f:
+            lines += [json.loads(line) for line in f if line.strip()]
+    return lines
+
+
+def _records(paths):
+    ds = tf.data.TFRecordDataset(paths).batch(64).map(lambda s: schema.parse(s, ["gender"]))
+    out = {}
+    for batch in ds:
+        for key, values in batch.items():
+            out.setdefault(key, []).extend(values.numpy().tolist())
+    return out
+
+
+def _membership(output_dir):
+    """split -> sorted ids, read back from the shards."""
+    result = {}
+    for split in schema.SPLITS:
+        paths = [os.path.join(output_dir, n) for n in _shards(output_dir)
+                 if n.startswith(split + "-")]
+        result[split] = sorted(_records(paths).get(schema.ID, [])) if paths else []
+    return result
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    # Seed 5 puts kept faces in all three splits (40 faces at 80/10/10 can leave one empty).
+    return synthetic.generate(str(tmp_path_factory.mktemp("sample")), num_images=40,
+                              image_size=IMAGE_SIZE, seed=5, corrupt_fraction=0.2,
+                              duplicate_fraction=0.1)
+
+
+@pytest.fixture(scope="module")
+def first_run(sample, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("out"))
+    stats = _run(sample, out, "--num_shards=2")
+    files = {n: _read(os.path.join(out, n)) for n in _shards(out)}
+    return {"out": out, "stats": stats, "files": files, "membership": _membership(out)}
+
+
+def test_counts_add_up_to_the_valid_inputs(sample, first_run):
+    stats = first_run["stats"]
+    counts = {name: s["count"] for name, s in stats["splits"].items()}
+    assert sum(counts.values()) == sample.expected_num_kept
+    assert all(counts[name] > 0 for name in ("train", "validation", "test"))
+    # Same-label duplicates are merged into their source, never dead-lettered.
+    assert stats["duplicates_merged"] == sum(not d.conflict for d in sample.duplicates)
+    total_entries = len(sample.good) + len(sample.broken) + len(sample.duplicates)
+    assert stats["inputs"] == total_entries
+    for s in stats["splits"].values():
+        assert sum(s["age_histogram"]) == s["count"] == sum(s["shard_lengths"])
+        assert s["num_shards"] == 2
+    assert set(stats["blur_quantiles"]) == {"0.1", "0.5", "0.9"}
+
+
+def test_each_broken_input_is_in_errors_once_with_its_reason(sample, first_run):
+    errors = _errors(first_run["out"])
+    got = {}
+    for line in errors:
+        assert {"input", "reason", "detail"} <= set(line), line
+        assert line["file_name"] not in got, f"{line['file_name']} dead-lettered twice"
+        got[line["file_name"]] = line["reason"]
+    assert got == sample.expected_rejects
+    assert first_run["stats"]["rejects"] == {
+        r: list(sample.expected_rejects.values()).count(r)
+        for r in sorted(set(sample.expected_rejects.values()))}
+
+
+def test_records_parse_with_the_shared_schema(sample, first_run):
+    out = first_run["out"]
+    records = _records([os.path.join(out, n) for n in _shards(out)])
+    names = [n.decode() for n in records[schema.FILENAME]]
+    # Of a same-label duplicate pair either copy may be kept: compare by the source's name.
+    source_of = {d.file_name: d.source for d in sample.duplicates if not d.conflict}
+    assert sorted(source_of.get(n, n) for n in names) == sorted(
+        set(sample.good) - set(sample.expected_rejects))
+    assert set(records[schema.HEIGHT]) == {IMAGE_SIZE}
+    image = tf.io.decode_jpeg(records[schema.IMAGE][0])
+    assert image.shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
+    with open(sample.labels_csv) as f:
+        label = dict(line.split(",")[:2] for line in f.read().split()[1:])
+    ages = {name: float(label[name]) for name in names}
+    for name, age in zip(names, records[schema.AGE], strict=True):
+        assert age == ages[name]
+
+
+def test_tfds_loads_every_split(first_run):
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder_from_directory(first_run["out"])
+    for name, s in first_run["stats"]["splits"].items():
+        assert builder.info.splits[name].num_examples == s["count"]
+        examples = list(builder.as_dataset(split=name).take(2))
+        assert examples[0]["image"]["encoded"].shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
+        assert examples[0]["extra"]["gender"].numpy() in (b"0", b"1")
+    assert first_run["stats"]["tfds_metadata"] == "written"
+
+
+def test_rerun_is_byte_identical_and_leaves_no_stale_shards(sample, first_run, tmp_path):
+    out = str(tmp_path)
+    _run(sample, out, "--num_shards=3")
+    assert all(n.endswith("-of-00003") for n in _shards(out))
+    _run(sample, out, "--num_shards=2")  # the earlier run's 3-shard files must all go
+    assert _shards(out) == sorted(first_run["files"])
+    for name, data in first_run["files"].items():
+        assert _read(os.path.join(out, name)) == data, name
+    assert not os.path.exists(os.path.join(out, metadata.STAGING_DIR))
+
+
+def test_an_interrupted_run_leaves_nothing_behind(sample, tmp_path):
+    # What an interruption leaves: a staging folder with a stale shard, and shards of a run
+    # with another shard count. The next run must neither reuse nor keep any of them.
+    out = tmp_path / "out"
+    staging = out / metadata.STAGING_DIR
+    staging.mkdir(parents=True)
+    (staging / "train-00000-of-00009").write_bytes(b"stale")
+    (out / "train-00004-of-00009").write_bytes(b"stale")
+    _run(sample, str(out), "--num_shards=1")
+    assert _shards(str(out)) == ["test-00000-of-00001", "train-00000-of-00001",
+                                 "validation-00000-of-00001"]
+    assert not staging.exists()
+
+
+@pytest.mark.slow
+def test_multi_processing_runner_gives_the_same_shards(sample, first_run, tmp_path):
+    out = str(tmp_path)
+    _run(sample, out, "--num_shards=2", "--direct_running_mode=multi_processing",
+         "--direct_num_workers=2")
+    for name, data in first_run["files"].items():
+        assert _read(os.path.join(out, name)) == data, name
+
+
+def test_group_by_keeps_each_group_in_one_split(tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rows = ["file_name,real_age,person"]
+    for i in range(24):
+        Image.new("RGB", (20, 20), (i * 10, 50, 90)).save(images / f"p{i}.png")
+        rows.append(f"p{i}.png,{20 + i},person{i % 4}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    run_module.run([f"--labels={tmp_path / 'labels.csv'}", f"--images={images}",
+                    f"--output_dir={out}", "--image_size=16", "--group_by=person"])
+    splits_of_person = {}
+    for name in _shards(str(out)):
+        recs = tf.data.TFRecordDataset(str(out / name)).map(
+            lambda s: schema.parse(s, ["person"]))
+        for r in recs:
+            splits_of_person.setdefault(r["extra/person"].numpy(), set()).add(name.split("-")[0])
+    assert len(splits_of_person) == 4
+    assert all(len(s) == 1 for s in splits_of_person.values())
+
+
+def test_an_all_bad_run_exits_non_zero_with_a_clear_message(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "labels.csv").write_text("file_name,real_age\na.jpg,30\nb.jpg,40\nc.jpg,-3\n")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        run_module.main([f"--labels={tmp_path / 'labels.csv'}", f"--images={tmp_path / 'images'}",
+                         f"--output_dir={out}", "--image_size=16"])
+    message = str(exit_info.value.code)
+    assert "no valid records: all 3 inputs were rejected" in message
+    assert "bad_age: 1" in message and "missing_file: 1" in message
+    assert "unreadable_image: 1" in message
+    assert {e["reason"] for e in _errors(str(out))} == {
+        reasons.BAD_AGE, reasons.MISSING_FILE, reasons.UNREADABLE_IMAGE}
+    assert _shards(str(out)) == []
