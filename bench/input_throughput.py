@@ -125,11 +125,12 @@ def training_rate(backbone: str, image_size: int, batch_size: int, steps: int) -
 
     for _ in range(3):  # trace + warm up
         step(images, ages)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         loss = step(images, ages)
     float(loss)  # wait for the last step
-    return steps * batch_size / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return steps * batch_size / wall, 1e3 * cpu / (steps * batch_size)
 
 
 def main(argv=None) -> None:
@@ -168,11 +169,17 @@ def main(argv=None) -> None:
     for name, (rate, cpu_ms) in rates.items():
         print(f"input  {name:<45s} {rate:8.0f} images/s  ({cpu_ms:.3f} CPU-ms/image)")
 
-    train = training_rate(args.backbone, args.image_size, args.batch_size, args.train_steps)
-    print(f"train  {args.backbone} bare loop, in-memory tensors {train:16.0f} images/s")
-    ratio = rates["build_dataset, AugmentConfig.default()"][0] / train
+    train, train_cpu_ms = training_rate(args.backbone, args.image_size, args.batch_size,
+                                        args.train_steps)
+    print(f"train  {args.backbone + ' bare loop, in-memory tensors':<45s} {train:8.0f} images/s  "
+          f"({train_cpu_ms:.3f} CPU-ms/image)")
+    rate, cpu_ms = rates["build_dataset, AugmentConfig.default()"]
+    ratio = rate / train
     verdict = "meets" if ratio >= 10 else "BELOW"
     print(f"ratio  input (default augmentation) / training = {ratio:.1f}x ({verdict} the 10x goal)")
+    # Other processes sharing the cores move both wall-clock rates from run to run; CPU time per
+    # image is what each stage costs, so its ratio is the figure to compare between runs.
+    print(f"ratio  of CPU cost per image, training / input = {train_cpu_ms / cpu_ms:.1f}x")
 
 
 if __name__ == "__main__":
