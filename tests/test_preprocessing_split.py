@@ -1,0 +1,46 @@
+"""preprocessing.split: the split and shard of a record depend on its key alone."""
+
+import collections
+
+import pytest
+
+from preprocessing import split
+
+
+def test_same_key_same_split_and_ratios_are_respected():
+    keys = [split.record_id(f"image {i}".encode()) for i in range(20000)]
+    first = [split.assign_split(k, (0.8, 0.1, 0.1)) for k in keys]
+    assert first == [split.assign_split(k, (0.8, 0.1, 0.1)) for k in keys]
+    counts = collections.Counter(first)
+    for name, ratio in (("train", 0.8), ("validation", 0.1), ("test", 0.1)):
+        assert counts[name] == pytest.approx(20000 * ratio, rel=0.05)
+
+
+def test_a_zero_ratio_split_gets_nothing():
+    keys = [str(i) for i in range(2000)]
+    assert {split.assign_split(k, (0.5, 0.0, 0.5)) for k in keys} == {"train", "test"}
+    assert {split.assign_split(k, (1.0, 0.0, 0.0)) for k in keys} == {"train"}
+
+
+def test_group_key_puts_a_whole_group_in_one_split():
+    keys = [split.split_key(split.record_id(bytes([i])), "person-7") for i in range(50)]
+    assert len({split.assign_split(k) for k in keys}) == 1
+    assert split.split_key("abc", None) == "abc"
+
+
+def test_record_id_is_a_content_hash():
+    assert split.record_id(b"same bytes") == split.record_id(b"same bytes")
+    assert split.record_id(b"same bytes") != split.record_id(b"other bytes")
+    assert len(split.record_id(b"")) == 32
+
+
+def test_shard_index_is_in_range_and_spread():
+    keys = [str(i) for i in range(4000)]
+    counts = collections.Counter(split.shard_index(k, 4) for k in keys)
+    assert set(counts) == {0, 1, 2, 3} and min(counts.values()) > 900
+
+
+def test_automatic_shard_count_aims_at_128_mb():
+    assert split.auto_num_shards(0) == 1
+    assert split.auto_num_shards(128 * 2**20) == 1
+    assert split.auto_num_shards(128 * 2**20 + 1) == 2
