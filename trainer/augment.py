@@ -10,6 +10,11 @@ a bare training loop (DESIGN.md). Here the whole geometric part (flip excepted) 
 ``ImageProjectiveTransformV3`` and the whole colour part is one add, one blend and one 3x3 matrix
 per image, all vectorised over a batch.
 
+Measured on 2 shared cores at 96 px, batches of 64 (bench.input_throughput): default() costs
+~0.5 CPU-ms per image on top of ~0.2 for read + parse + decode, nearly all of it the bilinear
+resampling (fill_mode="constant" is ~0.1 CPU-ms cheaper than "reflect"); the same magnitudes as
+Keras layers cost ~1.4.
+
 Random parameters for an image are drawn as one fixed row of uniforms (``_COLUMNS``), so turning an
 op on or off never changes the randomness of the others, and an op whose magnitude is 0 is skipped
 in Python: ``AugmentConfig.none()`` is exactly the identity.
