@@ -116,7 +116,7 @@ def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int
     batch_size: the batch of THIS pipeline (with input_context, the per-replica batch).
     augment: applied when training only; None or AugmentConfig.none() for no augmentation.
     cache: False, True (memory) or a file path prefix; caches the encoded records.
-    repeat: epochs; None repeats forever when training and reads once otherwise.
+    repeat: epochs (-1: forever); None repeats forever when training and reads once otherwise.
     deterministic: fixed element order (and so reproducible augmentation) at some speed cost;
       evaluation (training=False) is always read in a fixed order.
     input_context: from distribute_datasets_from_function; the files are split between pipelines.
