@@ -81,7 +81,9 @@ def create_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy
         if num_tasks(cfg) < 1:
             raise ValueError("--distribution_strategy=multi_worker_mirrored needs TF_CONFIG "
                              "naming the cluster and this task")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        _patch_keras_multi_worker_reduce()
+        return strategy
     if name == "mirrored":
         # With no GPU, mirror over the logical CPU devices (tests configure two), not just CPU:0.
         devices = ([d.name for d in tf.config.list_logical_devices("GPU")]
@@ -90,6 +92,33 @@ def create_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     raise ValueError(f"--distribution_strategy={name!r}: unknown strategy")
+
+
+def _patch_keras_multi_worker_reduce() -> None:
+    """Works around Keras 3.15 fit() under MultiWorkerMirroredStrategy (no upstream fix yet).
+
+    keras/src/backend/tensorflow/trainer.py reduces every per-replica log value across workers
+    with ``strategy.reduce("MEAN", v, axis=0)``, which fails for the scalar loss and metrics.
+    This wraps that one module-level function so scalars are reduced with axis=None (a plain
+    cross-worker mean); everything else goes through Keras's own code unchanged.
+    """
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    original = keras_tf_trainer.reduce_per_replica
+    if getattr(original, "_face_age_patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if (reduction in ("auto", "mean")
+                and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)):
+            return tf.nest.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None)
+                if isinstance(v, tf.distribute.DistributedValues) or tf.is_tensor(v) else v,
+                values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._face_age_patched = True
+    keras_tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def strategy_is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -1,6 +1,6 @@
 """Entry point: ``python -m trainer.task --data_dir=... --model_dir=... [flags]``.
 
-Reads like a table of contents: flags -> config -> environment -> train.run (strategy -> data ->
+Reads like a table of contents: flags -> config -> strategy -> environment -> train.run (data ->
 model -> fit -> evaluate on validation -> export). All flags live in trainer/flags.py;
 ``--helpfull`` lists them. --batch_size is the GLOBAL batch.
 """
@@ -35,11 +35,14 @@ def main(argv):
     del argv
     logging.getLogger().setLevel(logging.INFO)
     config = config_lib.from_flags(trainer_flags.FLAGS)
+    from trainer import distribution, train  # after flag parsing: importing TF/Keras is slow
+
+    # First TF call of the process: multi-worker collectives and TPUs must be configured before
+    # anything (even listing devices) initialises the runtime.
+    strategy = distribution.create_strategy(config.distribution_strategy, config.tpu)
     logging.info("config: %s", json.dumps(json.loads(config.to_json())))
     log_environment()
-    from trainer import train  # after flag parsing: importing TF/Keras is slow
-
-    metrics = train.run(config)
+    metrics = train.run(config, strategy)
     print(json.dumps(metrics))
 
 

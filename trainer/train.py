@@ -149,10 +149,17 @@ def pad_forever(ds: tf.data.Dataset, image_size: int, batch_size: int) -> tf.dat
 
 def build(config: Config, plan: Plan, strategy: tf.distribute.Strategy) -> keras.Model:
     with strategy.scope():
-        return model_lib.build_model(
+        model = model_lib.build_model(
             backbone=config.backbone, image_size=plan.image_size, head=config.head,
             max_age=plan.max_age, weights=config.weights, dropout=config.dropout,
             bn_momentum=config.bn_momentum, initial_age=plan.mean_age)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Keras 3.15's fit() starts with a "symbolic build" that calls strategy.reduce() on the
+        # whole (image, age, weight) tuple, which MultiWorkerMirroredStrategy rejects. Without a
+        # remembered strategy Keras skips that step and builds while tracing the train step;
+        # fit/evaluate run inside strategy.scope(), so they still pick up the strategy.
+        model._distribute_strategy = None
+    return model
 
 
 def compile_stage(model: keras.Model, config: Config, plan: Plan, stage: str, epochs: int,
@@ -200,9 +207,11 @@ def fit_stage(model, config: Config, plan: Plan, stage: str, first_epoch: int, l
     ]
     if cb.tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(dirs.tensorboard_dir, update_freq="epoch"))
-    model.fit(train_ds, validation_data=val_ds, initial_epoch=first_epoch, epochs=last_epoch,
-              steps_per_epoch=plan.steps_per_epoch, validation_steps=plan.val_steps,
-              callbacks=callbacks, verbose=config.verbose, shuffle=False)
+    with strategy.scope():
+        model.fit(train_ds, validation_data=val_ds, initial_epoch=first_epoch,
+                  epochs=last_epoch, steps_per_epoch=plan.steps_per_epoch,
+                  validation_steps=plan.val_steps, callbacks=callbacks, verbose=config.verbose,
+                  shuffle=False)
 
 
 def _backed_up_epoch(backup_dir: str) -> int | None:
@@ -213,9 +222,10 @@ def _backed_up_epoch(backup_dir: str) -> int | None:
         return int(json.load(f)["epoch"])
 
 
-def evaluate(model: keras.Model, val_ds, plan: Plan, config: Config) -> dict:
+def evaluate(model: keras.Model, val_ds, plan: Plan, strategy) -> dict:
     """Final validation numbers, in inference mode (Keras evaluate never uses training=True)."""
-    results = model.evaluate(val_ds, steps=plan.val_steps, return_dict=True, verbose=0)
+    with strategy.scope():
+        results = model.evaluate(val_ds, steps=plan.val_steps, return_dict=True, verbose=0)
     return {"val_mae": float(results["mae"]), "val_cs5": float(results["cs5"]),
             "val_loss": float(results["loss"]) * plan.val_loss_scale,
             "val_count": plan.val_count}
@@ -259,7 +269,7 @@ def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
                 # weights matter here, so Keras's "skipping optimizer variables" is expected.
                 warnings.filterwarnings("ignore", message="Skipping variable loading for optim")
                 model.load_weights(model_lib.local_weights_file(best))
-        metrics = evaluate(model, val_ds, plan, config)
+        metrics = evaluate(model, val_ds, plan, strategy)
         metrics["best_epoch"] = cb.BestWeights(dirs.checkpoint_dir).best["epoch"]
         metrics["epochs"] = config.epochs
         logging.info("validation: %s", metrics)
