@@ -1,0 +1,114 @@
+"""Trainer step throughput vs a bare model.fit on in-memory tensors, in the same run.
+
+    python -m bench.train_throughput [--backbone mobilenet_v3_small] [--image_size 96]
+        [--batch_size 64] [--steps 30] [--epochs 3]
+
+1. Writes synthetic face-like JPEG records + stats.json (the preprocessing layout) to a temp dir.
+2. Runs trainer.train.run (one_device, fine-tuning stage only, default augmentation, one
+   validation step per epoch) and reads images/s per epoch from MODEL_DIR/history.json.
+3. Builds the same model with the same compile settings and runs model.fit on in-memory tensors
+   (no tf.data decode/augment, no callbacks).
+Epoch 1 (tracing) is excluded from both; the ratio trainer/bare is the figure (goal >= 0.95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bench.input_throughput import synthetic_face  # noqa: E402
+from preprocessing import schema  # noqa: E402
+from trainer import train  # noqa: E402
+from trainer.config import Config  # noqa: E402
+
+
+def write_data(out_dir: str, image_size: int, counts: dict) -> None:
+    import io
+
+    rng = np.random.default_rng(0)
+    stats = {"image_size": image_size, "extra_columns": [], "max_age": 100, "splits": {}}
+    for split, count in counts.items():
+        ages = rng.uniform(1, 90, count)
+        stats["splits"][split] = {"count": count, "num_shards": 2, "age_histogram": np.bincount(
+            ages.astype(int), minlength=101).tolist()}
+        writers = [tf.io.TFRecordWriter(f"{out_dir}/{schema.shard_name(split, i, 2)}")
+                   for i in range(2)]
+        for i, age in enumerate(ages):
+            buf = io.BytesIO()
+            synthetic_face(rng, image_size).save(buf, format="JPEG", quality=90)
+            writers[i % 2].write(schema.encode({
+                schema.IMAGE: buf.getvalue(), schema.HEIGHT: image_size,
+                schema.WIDTH: image_size, schema.ORIGINAL_HEIGHT: image_size,
+                schema.ORIGINAL_WIDTH: image_size, schema.FILENAME: f"{i}.jpg",
+                schema.AGE: float(age), schema.ID: f"{split}{i}", schema.BLUR: 1.0,
+                schema.BRIGHTNESS: 0.5}))
+        for w in writers:
+            w.close()
+    with open(f"{out_dir}/{schema.STATS_FILE}", "w") as f:
+        json.dump(stats, f)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._t)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backbone", default="mobilenet_v3_small")
+    p.add_argument("--image_size", type=int, default=96)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=30, help="steps per epoch")
+    p.add_argument("--epochs", type=int, default=3)
+    args = p.parse_args(argv)
+    work = tempfile.mkdtemp(prefix="train_throughput_")
+    write_data(work, args.image_size, {"train": 1024, "validation": args.batch_size})
+    config = Config(data_dir=work, model_dir=work + "/model", backbone=args.backbone,
+                    weights="none", batch_size=args.batch_size, epochs=args.epochs,
+                    freeze_epochs=0, steps_per_epoch=args.steps, export=False, verbose=0,
+                    distribution_strategy="one_device")
+    train.run(config)
+    with open(work + "/model/history.json") as f:
+        rows = json.load(f)
+    trainer_rate = float(np.median([r["images_per_second"] for r in rows[1:]]))
+
+    strategy = tf.distribute.get_strategy()
+    plan = train.make_plan(config, schema.load_stats(work), 1)
+    model = train.build(config, plan, strategy)
+    train.compile_stage(model, config, plan, "fine_tune", args.epochs, strategy)
+    n = args.batch_size * args.steps
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 255, (n, args.image_size, args.image_size, 3)).astype(np.float32)
+    y = rng.uniform(1, 90, n).astype(np.float32)
+    w = np.ones(n, np.float32)
+    timer = EpochTimer()
+    model.fit(x, y, sample_weight=w, batch_size=args.batch_size, epochs=args.epochs,
+              callbacks=[timer], verbose=0, shuffle=False)
+    bare_rate = float(np.median([n / s for s in timer.seconds[1:]]))
+    print(f"backbone {args.backbone} at {args.image_size}px, batch {args.batch_size}, "
+          f"{args.steps} steps/epoch, {os.cpu_count()} CPU cores")
+    print(f"trainer (tf.data + augmentation + callbacks + 1 val step/epoch): "
+          f"{trainer_rate:.1f} img/s")
+    print(f"bare model.fit on in-memory tensors:                             "
+          f"{bare_rate:.1f} img/s")
+    print(f"ratio trainer / bare: {trainer_rate / bare_rate:.2f} (goal >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
