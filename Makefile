@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo_out
 UTKFACE ?= ../shared/data/utkface
 
-.PHONY: venv demo test test-fast lint bench bench-preprocess bench-input bench-quality clean
+.PHONY: venv demo test test-fast lint bench bench-preprocess bench-input bench-train bench-export \
+	bench-quality clean
 
 venv: $(STAMP)
 
@@ -29,13 +30,19 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: bench-preprocess bench-input
+bench: bench-preprocess bench-input bench-train bench-export
 
 bench-preprocess: $(STAMP)
 	$(PY) -m bench.preprocess_throughput --data_dir=$(UTKFACE)
 
 bench-input: $(STAMP)
 	$(PY) -m bench.input_throughput
+
+bench-train: $(STAMP)
+	$(PY) -m bench.train_throughput
+
+bench-export: $(STAMP)
+	$(PY) -m bench.export_latency
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data_dir=$(UTKFACE)

@@ -29,6 +29,8 @@ setup(
         "absl-py>=2.0,<3",
         "numpy>=1.26,<3",
         "matplotlib>=3.8,<4",
+        # tensorflow-cpu 2.21 no longer pulls it in; tf.summary (TensorBoard logs) needs it.
+        "tensorboard>=2.16,<2.22",
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu{TF_RANGE}"],
