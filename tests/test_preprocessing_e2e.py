@@ -190,6 +190,44 @@ def test_group_by_keeps_each_group_in_one_split(tmp_path):
     assert all(len(s) == 1 for s in splits_of_person.values())
 
 
+def _png(path, colour):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (24, 20), colour).save(path)
+
+
+def test_utkface_file_names_are_the_labels(tmp_path):
+    images = tmp_path / "UTKFace"
+    for i, name in enumerate(["25_0_1_20170116174525125.jpg.chip.jpg",
+                              "3_1_2_20161219140530307.jpg.chip.jpg",
+                              "39_1_20170116174525125.jpg.chip.jpg"]):  # race missing
+        _png(images / name, (i * 60, 90, 30))
+    stats = run_module.run([f"--images={images}", f"--output_dir={tmp_path / 'out'}",
+                            "--label_format=utkface", "--image_size=16", "--split_ratios=1,0,0"])
+    assert stats["splits"]["train"]["count"] == 2 and stats["rejects"] == {reasons.BAD_ROW: 1}
+    assert stats["extra_columns"] == ["gender", "race"]
+    records = _records([str(tmp_path / "out" / "train-00000-of-00001")])
+    assert sorted(records[schema.AGE]) == [3.0, 25.0]
+
+
+def test_appa_real_keeps_its_own_split(tmp_path):
+    header = "file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age\n"
+    for i, folder in enumerate(("train", "valid", "test")):
+        (tmp_path / f"gt_avg_{folder}.csv").write_text(header + f"{i}.jpg,30,2{i}.5,3.1,2{i}\n")
+        _png(tmp_path / "images" / folder / f"{i}.jpg", (i * 80, 10, 200))
+    stats = run_module.run([f"--labels={tmp_path}", f"--images={tmp_path / 'images'}",
+                            f"--output_dir={tmp_path / 'out'}", "--label_format=appa_real",
+                            "--image_size=16"])
+    assert {n: s["count"] for n, s in stats["splits"].items()} == {
+        "train": 1, "validation": 1, "test": 1}
+    records = tf.data.TFRecordDataset(str(tmp_path / "out" / "validation-00000-of-00001")).map(
+        lambda s: schema.parse(s, stats["extra_columns"]))
+    (record,) = list(records)
+    assert record[schema.AGE].numpy() == 21.0
+    assert record["extra/apparent_age_avg"].numpy() == b"21.5"
+
+
 def test_an_all_bad_run_exits_non_zero_with_a_clear_message(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpg").write_bytes(b"not a jpeg")
