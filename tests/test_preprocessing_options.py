@@ -75,3 +75,16 @@ def test_dataflow_needs_gs_paths_region_and_setup_file(inputs, tmp_path):
             options.parse(gs + flags)
     with pytest.raises(options.OptionsError, match="--images=.*cannot read local paths"):
         options.parse(_argv(inputs) + dataflow)
+
+
+def test_the_command_line_exits_non_zero_naming_the_flag(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "preprocessing.run", f"--labels={tmp_path / 'l.csv'}",
+         f"--images={tmp_path / 'nope'}", f"--output_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "preprocessing.run: error: --images=" in proc.stderr and "no such folder" in proc.stderr
+    assert not (tmp_path / "out").exists()  # failed before any work

@@ -3,7 +3,7 @@
 import io
 
 import apache_beam as beam
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  # not collected
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
@@ -22,7 +22,7 @@ def _record(name, data, age, **extra):
 
 def test_reject_duplicate_file_names():
     rows = [_row("a.jpg", 3, "l:2"), _row("b.jpg", 4, "l:3"), _row("a.jpg", 3, "l:4")]
-    with TestPipeline() as p:
+    with BeamTestPipeline() as p:
         kept, rejects = p | beam.Create(rows) | pipeline.RejectDuplicateFileNames()
         assert_that(kept | beam.Map(lambda r: r.file_name), equal_to(["b.jpg"]), label="kept")
         assert_that(rejects | beam.Map(lambda r: (r["input"], r["reason"])),
@@ -34,7 +34,7 @@ def test_drop_exact_duplicates_keeps_identical_labels_once_and_rejects_conflicts
     records = [_record("a.jpg", "h1", 30, gender="1"), _record("a_copy.jpg", "h1", 30, gender="1"),
                _record("b.jpg", "h2", 40), _record("b_copy.jpg", "h2", 41),
                _record("c.jpg", "h3", 50)]
-    with TestPipeline() as p:
+    with BeamTestPipeline() as p:
         kept, rejects, merged = (p | beam.Create([(r[schema.ID], r) for r in records])
                                  | pipeline.DropExactDuplicates())
         assert_that(kept | beam.Map(lambda r: r[schema.FILENAME]), equal_to(["a.jpg", "c.jpg"]),
@@ -48,7 +48,7 @@ def test_drop_exact_duplicates_keeps_identical_labels_once_and_rejects_conflicts
 def test_assign_splits_by_group_and_rejects_rows_without_one():
     records = [_record(f"{i}.jpg", f"h{i}", 20, person=f"p{i % 2}") for i in range(10)]
     records.append(_record("nobody.jpg", "hx", 20, person=""))
-    with TestPipeline() as p:
+    with BeamTestPipeline() as p:
         pairs, rejects = (p | beam.Create(records)
                           | pipeline.AssignSplits((0.5, 0.25, 0.25), group_by="person"))
         groups = (pairs | beam.Map(lambda kv: (kv[1]["extra"]["person"], kv[0]))
@@ -65,7 +65,7 @@ def test_load_images_reads_files_and_dead_letters_broken_ones(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     rows = [_row("good.png", 5), _row("empty.png", 6), _row("missing.png", 7)]
     config = images.ImageConfig(image_size=8)
-    with TestPipeline() as p:
+    with BeamTestPipeline() as p:
         records, rejects = p | beam.Create(rows) | pipeline.LoadImages(str(tmp_path), config)
         assert_that(records | beam.Map(lambda kv: (kv[1][schema.FILENAME], kv[1][schema.WIDTH],
                                                    kv[1][schema.ORIGINAL_WIDTH])),
