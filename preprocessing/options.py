@@ -38,7 +38,10 @@ class JobConfig:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m preprocessing.run",
-        description="Labelled face images -> validated, deduplicated, split, sharded TFRecords.")
+        description="Labelled face images -> validated, deduplicated, split, sharded TFRecords.",
+        epilog="Every other flag goes to Beam's PipelineOptions: --runner, "
+               "--direct_running_mode, --direct_num_workers, --project, --region, "
+               "--temp_location, --setup_file, ...")
     p.add_argument("--labels", help="labels CSV (csv), the APPA-REAL folder holding "
                    "gt_avg_*.csv (appa_real); not used with utkface")
     p.add_argument("--images", required=True, help="folder of images (local or gs://)")
