@@ -27,6 +27,7 @@ setup(
         "pandas>=2.0,<3",
         "pillow>=10,<13",
         "absl-py>=2.0,<3",
+        "google-crc32c>=1.5,<2",  # TFRecord framing checksums in the Beam writer
         "numpy>=1.26,<3",
         "matplotlib>=3.8,<4",
         # tensorflow-cpu 2.21 no longer pulls it in; tf.summary (TensorBoard logs) needs it.
