@@ -55,6 +55,7 @@ def test_compare_table_and_files(runs, tmp_path):
     assert table.loc["dex", "test_60+_mae"] == pytest.approx(4.0)
     assert table.loc["dex", "best_val_mae"] == 8.0 and table.loc["dex", "best_epoch"] == 1
     assert table.loc["regression", "val_minus_train_mae"] == pytest.approx(1.5)
+    assert table.loc["dex", "val_mae"] == 8.5  # the trainer's metrics.json
 
     saved = pd.read_csv(out / "compare.csv").set_index("run")
     assert saved.loc["dex", "test_mae"] == pytest.approx(table.loc["dex", "test_mae"])
@@ -110,4 +111,6 @@ def test_compare_two_real_trainer_runs(tmp_path):
         assert table.loc[head, "test_mae"] == pytest.approx(saved["overall"]["mae"])
         history = pd.read_csv(tmp_path / head / "history.csv")
         assert table.loc[head, "best_val_mae"] == pytest.approx(history["val_mae"].min())
+        trained = json.loads((tmp_path / head / "metrics.json").read_text())
+        assert table.loc[head, "val_mae"] == pytest.approx(trained["val_mae"])
     assert (tmp_path / "cmp" / "plots" / "learning_curves.png").is_file()

@@ -114,6 +114,10 @@ def comparison_table(runs: list[Run], split: str = "test") -> pd.DataFrame:
         row = {"run": run.name}
         row.update({k: _cell(run.config.get(k)) for k in keys})
         row.update(_history_numbers(run.history))
+        # The trainer's metrics.json: validation with the best weights restored, as exported.
+        for key, column in (("val_mae", "val_mae"), ("val_cs5", "val_cs@5")):
+            if key in run.trainer_metrics:
+                row[column] = run.trainer_metrics[key]
         row.update(_evaluation_numbers(run.evaluations.get(split), split))
         rows.append(row)
     return pd.DataFrame(rows)
