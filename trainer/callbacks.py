@@ -1,4 +1,4 @@
-"""Keras callbacks of the trainer: per-epoch history files, best weights, hypertune reporting.
+"""Keras callbacks of the trainer: history files, best weights, hypertune, precise BatchNorm.
 
 All of them survive a restart: they read back what the interrupted run wrote (history rows, the
 best validation MAE so far) instead of starting over, and they rewrite whole files rather than
@@ -17,6 +17,8 @@ import time
 
 import keras
 import tensorflow as tf
+
+from trainer import precise_bn
 
 HISTORY_COLUMNS = ("epoch", "stage", "loss", "mae", "val_loss", "val_mae", "lr")
 
@@ -148,3 +150,48 @@ class HypertuneReporter(keras.callbacks.Callback):
             self._hpt.report_hyperparameter_tuning_metric(
                 hyperparameter_metric_tag=self.metric, metric_value=float(logs[self.metric]),
                 global_step=epoch + 1)
+
+
+class PreciseBN(keras.callbacks.Callback):
+    """Re-estimates BatchNorm moving statistics after each epoch's training, before validation.
+
+    Keras fit() calls on_test_begin at the start of its validation pass, after the epoch's last
+    training step: the recalibrated statistics are then what val_mae measures, what BestWeights
+    and BackupAndRestore save at on_epoch_end, and so what the final evaluation and the export
+    use. `dataset` is a distributed, repeating, un-augmented training dataset; one iterator over
+    it lives as long as the callback, so successive epochs see successive batches. The seconds
+    spent go into the epoch's logs (history.json, TensorBoard) as bn_recalibration_seconds.
+    """
+
+    def __init__(self, dataset, num_batches: int, strategy: tf.distribute.Strategy):
+        super().__init__()
+        self.dataset, self.num_batches, self.strategy = dataset, num_batches, strategy
+        self._recalibrator: precise_bn.Recalibrator | None = None
+        self._iterator = None
+        self.seconds: float | None = None
+
+    def on_train_begin(self, logs=None):
+        # After compile_stage has set the stage's trainable flags: they decide which BN layers
+        # run in training mode (none in the head stage, where the backbone is frozen).
+        self._recalibrator = precise_bn.Recalibrator(self.model, self.strategy)
+        if not self._recalibrator.layers:
+            logging.info("precise BN: no BatchNorm layer trains in this stage; skipped")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seconds = None
+
+    def on_test_begin(self, logs=None):
+        if self._recalibrator is None or not self._recalibrator.layers or self.num_batches < 1:
+            return
+        if self._iterator is None:
+            self._iterator = iter(self.dataset)
+        start = time.perf_counter()
+        count = self._recalibrator(self._iterator, self.num_batches)
+        self.seconds = time.perf_counter() - start
+        logging.info("precise BN: %d BatchNorm layers re-estimated over %d batches in %.1f s",
+                     count, self.num_batches, self.seconds)
+
+    def on_epoch_end(self, epoch, logs=None):
+        # The same dict goes on to the callbacks after this one (HistoryWriter, TensorBoard).
+        if self.seconds is not None and logs is not None:
+            logs["bn_recalibration_seconds"] = self.seconds

@@ -49,6 +49,7 @@ class Config:
     dex_sigma: float = 2.0        # Gaussian label distribution (DLDL) width in years; 0 = one-hot
     dropout: float = 0.2
     bn_momentum: float = 0.99
+    bn_recalibration_batches: int = 50  # precise BN before each validation; 0 disables
     train_bn: bool = True
     # Loss and imbalance.
     loss: str = "auto"            # auto -> mae (regression) / kl (dex)
@@ -127,10 +128,12 @@ def _validate(c: Config) -> None:
     for flag in positive_ints:
         if not isinstance(getattr(c, flag), int) or getattr(c, flag) < 1:
             _fail(flag, getattr(c, flag), "must be a positive integer")
-    for flag in ("image_size", "max_age", "steps_per_epoch", "freeze_epochs"):
+    for flag in ("image_size", "max_age", "steps_per_epoch", "freeze_epochs",
+                 "bn_recalibration_batches"):
         if not isinstance(getattr(c, flag), int) or getattr(c, flag) < 0:
             _fail(flag, getattr(c, flag), "must be a non-negative integer (0 = automatic)"
-                  if flag != "freeze_epochs" else "must be a non-negative integer")
+                  if flag in ("image_size", "max_age", "steps_per_epoch")
+                  else "must be a non-negative integer")
     if 0 < c.image_size < 32:
         _fail("image_size", c.image_size, "must be at least 32 pixels (or 0 = from stats.json)")
     if c.freeze_epochs > c.epochs:

@@ -59,6 +59,10 @@ _float("dex_sigma", "dex: std (years) of the Gaussian label distribution (DLDL);
 _float("dropout", "Dropout before the head.")
 _float("bn_momentum", "BatchNorm moving-average momentum for every backbone BN layer "
                       "(Keras MobileNetV3 ships 0.999, which lags badly on short runs).")
+_int("bn_recalibration_batches", "Precise BN: after each epoch's training and before its "
+                                 "validation, set every training BatchNorm layer's moving "
+                                 "mean/variance to the average over this many un-augmented "
+                                 "training batches (at most one pass over train). 0 = off.")
 _bool("train_bn", "In the fine-tuning stage, unfrozen BatchNorm layers update their statistics "
                   "(false: they stay in inference mode, as during the head stage).")
 

@@ -9,6 +9,11 @@ at ``fine_tune_learning_rate``. Each stage is one ``fit()`` with its own optimiz
 cosine schedule, and its own ``BackupAndRestore`` directory: after SIGTERM, the same command
 restores the last finished epoch of whichever stage was running (a finished head stage is
 restored, not re-run) and loses at most the current epoch.
+
+Precise BN (``--bn_recalibration_batches``): after each epoch's training and before its
+validation, the moving statistics of the BatchNorm layers that trained are re-estimated as the
+average over un-augmented training batches (``trainer.precise_bn``), so every val_mae, the best
+checkpoint, metrics.json and the export use statistics that match the weights.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Plan:
     per_replica_batch: int
     steps_per_epoch: int
     val_steps: int               # validation steps covering the (padded) split once
+    bn_recalibration_batches: int  # global batches averaged by precise BN (0 = off)
     age_weights: object          # np.ndarray indexed by floor(age)
     mean_age: float              # of the train split: the regression head's initial bias
 
@@ -64,7 +70,7 @@ class Plan:
                 f"{self.num_workers} worker(s); {self.steps_per_epoch} steps/epoch "
                 f"({self.steps_per_epoch * self.global_batch} images, "
                 f"{self.steps_per_epoch * self.global_batch / max(self.train_count, 1):.2f} "
-                f"passes over train)")
+                f"passes over train); precise BN over {self.bn_recalibration_batches} batches")
 
 
 def make_plan(config: Config, stats: dict, num_replicas: int, num_workers: int = 1) -> Plan:
@@ -104,12 +110,16 @@ def make_plan(config: Config, stats: dict, num_replicas: int, num_workers: int =
     per_worker = (val_count if num_workers == 1 else
                   math.ceil(shards / num_workers) * math.ceil(val_count / shards))
     val_steps = math.ceil(per_worker / (config.batch_size // num_workers))
+    # More than one pass over train would only repeat batches; a tiny split still gets one.
+    recalibration = min(config.bn_recalibration_batches,
+                        max(1, train_count // config.batch_size))
     return Plan(image_size=image_size, max_age=max_age,
                 extra_columns=tuple(stats.get("extra_columns", ())), train_count=train_count,
                 val_count=val_count, num_replicas=num_replicas, num_workers=num_workers,
                 global_batch=config.batch_size,
                 per_replica_batch=config.batch_size // num_replicas, steps_per_epoch=steps,
-                val_steps=val_steps, age_weights=weights,
+                val_steps=val_steps, bn_recalibration_batches=recalibration,
+                age_weights=weights,
                 mean_age=float(np.dot(np.arange(len(histogram)) + 0.5, histogram)
                                / max(sum(histogram), 1)))
 
@@ -137,6 +147,25 @@ def make_datasets(config: Config, plan: Plan, strategy: tf.distribute.Strategy):
     train = strategy.distribute_datasets_from_function(dataset_fn("train", True))
     val = strategy.distribute_datasets_from_function(dataset_fn("validation", False))
     return train, val
+
+
+def make_calibration_dataset(config: Config, plan: Plan, strategy: tf.distribute.Strategy):
+    """Precise BN's input: shuffled, repeating, UN-augmented training batches, distributed.
+
+    Shuffled because batch statistics of sorted input (one age per batch) are not the
+    population's; un-augmented because inference sees plain images. Each worker reads its own
+    files: the statistics are all-reduced over the global batch (see trainer.precise_bn), so
+    every worker still ends with the same values. Not cached: it reads only a few batches per
+    epoch, through one iterator that lives for the whole stage.
+    """
+    def fn(input_context):
+        return data.build_dataset(
+            config.data_dir, "train", training=True,
+            batch_size=input_context.get_per_replica_batch_size(plan.global_batch),
+            image_size=plan.image_size, extra_columns=plan.extra_columns, augment=None,
+            shuffle_buffer=config.shuffle_buffer, seed=config.seed + 1,
+            deterministic=config.deterministic, input_context=input_context)
+    return strategy.distribute_datasets_from_function(fn)
 
 
 def pad_forever(ds: tf.data.Dataset, image_size: int, batch_size: int) -> tf.data.Dataset:
@@ -185,7 +214,8 @@ def compile_stage(model: keras.Model, config: Config, plan: Plan, stage: str, ep
 
 
 def fit_stage(model, config: Config, plan: Plan, stage: str, first_epoch: int, last_epoch: int,
-              train_ds, val_ds, dirs: distribution.WriteDirs, strategy) -> None:
+              train_ds, val_ds, dirs: distribution.WriteDirs, strategy,
+              calibration_ds=None) -> None:
     """One stage: epochs [first_epoch, last_epoch) of the job's epoch count."""
     compile_stage(model, config, plan, stage, last_epoch - first_epoch, strategy)
     backup_dir = f"{dirs.backup_dir}/{stage}"
@@ -205,6 +235,12 @@ def fit_stage(model, config: Config, plan: Plan, stage: str, first_epoch: int, l
         cb.BestWeights(dirs.checkpoint_dir),
         cb.HypertuneReporter(config.hypertune_metric),
     ]
+    if calibration_ds is not None:
+        # First in the list: its on_epoch_end adds bn_recalibration_seconds to the logs that
+        # the others record. (The statistics themselves are set at on_test_begin, before any
+        # callback's on_epoch_end saves weights.)
+        callbacks.insert(0, cb.PreciseBN(calibration_ds, plan.bn_recalibration_batches,
+                                         strategy))
     if cb.tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(dirs.tensorboard_dir, update_freq="epoch"))
     with strategy.scope():
@@ -255,13 +291,15 @@ def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
         config.save(dirs.model_dir + "/config.json")
         train_ds, val_ds = make_datasets(config, plan, strategy)
         model = build(config, plan, strategy)
+        calibration_ds = (make_calibration_dataset(config, plan, strategy)
+                          if plan.bn_recalibration_batches else None)
         stage_epochs = {"head": (0, config.freeze_epochs),
                         "fine_tune": (config.freeze_epochs, config.epochs)}
         for stage in STAGES:
             first, last = stage_epochs[stage]
             if last > first:
                 fit_stage(model, config, plan, stage, first, last, train_ds, val_ds, dirs,
-                          strategy)
+                          strategy, calibration_ds)
         best = dirs.checkpoint_dir + "/best.weights.h5"
         if tf.io.gfile.exists(best):
             with warnings.catch_warnings():
