@@ -1,6 +1,10 @@
 """Precise BN: exact averages, the train/inference gap it closes, replicas, the trainer wiring."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -93,11 +97,15 @@ def test_recalibration_closes_the_train_inference_gap():
 
 
 def _recalibrated_stats(data_dir, strategy_name):
-    """Moving statistics after precise BN through the trainer's own calibration dataset."""
+    """Moving statistics after precise BN through the trainer's own calibration dataset.
+
+    Returns (replicas, batches averaged, [[per-replica copies] per statistic] per layer).
+    """
     config = Config(data_dir=data_dir, model_dir="unused", backbone="tiny", weights="none",
                     batch_size=8, deterministic=True, distribution_strategy=strategy_name)
     strategy = distribution.create_strategy(strategy_name)
-    plan = train.make_plan(config, schema.load_stats(data_dir), strategy.num_replicas_in_sync)
+    plan = train.make_plan(config, schema.load_stats(data_dir), strategy.num_replicas_in_sync,
+                           distribution.num_workers(strategy))
     keras.utils.set_random_seed(0)
     model = train.build(config, plan, strategy)
     model_lib.set_trainable(model, "tiny", "fine_tune")
@@ -125,6 +133,51 @@ def test_two_replicas_get_the_statistics_one_device_computes(tmp_path):
                 np.testing.assert_allclose(copy.numpy(), reference.numpy(), rtol=1e-4,
                                            atol=1e-5)
     assert np.abs(one[0][0][0].numpy()).max() > 1e-3  # moved away from the zero init
+
+
+# One worker of a two-worker MultiWorkerMirroredStrategy job: recalibrates on its own files
+# and prints its moving statistics.
+_WORKER = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from test_trainer_precise_bn import _recalibrated_stats
+replicas, batches, copies = _recalibrated_stats(sys.argv[1], "multi_worker_mirrored")
+print(json.dumps([replicas, batches, [[c.numpy().tolist() for stat in layer for c in stat]
+                                       for layer in copies]]))
+"""
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_workers_end_with_identical_statistics(tmp_path):
+    """Each worker reads different files; the all-reduced statistics still agree exactly."""
+    data_dir = write_dataset(tmp_path / "data", image_size=32,
+                             counts={"train": 48, "validation": 8})
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    workers = [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2",
+                   CUDA_VISIBLE_DEVICES="", TF_CONFIG=json.dumps(
+                       {"cluster": {"worker": workers}, "task": {"type": "worker",
+                                                                 "index": index}}))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", _WORKER, data_dir, os.path.dirname(__file__)], env=env,
+            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=180) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert [r[:2] for r in results] == [[2, 6], [2, 6]]  # 2 replicas, one pass of 48 / 8
+    first, second = (np.concatenate([np.ravel(c) for layer in r[2] for c in layer])
+                     for r in results)
+    np.testing.assert_array_equal(first, second)
+    assert np.abs(first).max() > 1e-3
 
 
 def test_run_recalibrates_before_every_fine_tune_validation(tmp_path):
