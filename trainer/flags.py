@@ -58,7 +58,8 @@ _int("max_age", "Oldest age; dex classes are 0..max_age and predictions are clam
 _float("dex_sigma", "dex: std (years) of the Gaussian label distribution (DLDL); 0 = one-hot.")
 _float("dropout", "Dropout before the head.")
 _float("bn_momentum", "BatchNorm moving-average momentum for every backbone BN layer "
-                      "(Keras MobileNetV3 ships 0.999, which lags badly on short runs).")
+                      "(Keras MobileNetV3 ships 0.999, which lags badly on short runs; "
+                      "--bn_recalibration_batches replaces the average before validation).")
 _int("bn_recalibration_batches", "Precise BN: after each epoch's training and before its "
                                  "validation, set every training BatchNorm layer's moving "
                                  "mean/variance to the average over this many un-augmented "
