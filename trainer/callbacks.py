@@ -74,12 +74,20 @@ class HistoryWriter(keras.callbacks.Callback):
         self.rows = [r for r in self.rows if r["epoch"] < epoch]
         # The rate the epoch starts with (at the end of a cosine stage it would always read 0).
         self._lr = current_lr(self.model.optimizer)
-        self._start = time.perf_counter()
+        self._start = self._last_step = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last_step = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._start
+        # Two rates: the whole epoch (with precise BN, validation and checkpoints) and the
+        # training steps alone, which is what a step-throughput comparison needs.
+        train_seconds = max(self._last_step - self._start, 1e-9)
         row = {"epoch": epoch, "stage": self.stage, "lr": self._lr,
-               "seconds": seconds, "images_per_second": self.images_per_epoch / seconds}
+               "seconds": seconds, "images_per_second": self.images_per_epoch / seconds,
+               "train_seconds": train_seconds,
+               "train_images_per_second": self.images_per_epoch / train_seconds}
         row.update({k: float(v) for k, v in (logs or {}).items()})
         if "val_loss" in row:
             row["val_loss"] *= self.val_loss_scale
