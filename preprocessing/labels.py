@@ -181,9 +181,17 @@ def read_source(unit: tuple, max_age: float) -> tuple[list, list]:
         names = sorted(m.path[len(base):] for m in matches)
         return parse_utkface_names((n for n in names if "/" not in n), max_age)
     with FileSystems.open(path) as f:
-        text = f.read().decode("utf-8-sig")  # utf-8-sig: spreadsheet exports start with a BOM
-    # APPA-REAL's apparent-age columns stay as extras; only real_age is the target.
-    return parse_csv(text, source=path, max_age=max_age, split=split, prefix=prefix)
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")  # utf-8-sig: spreadsheet exports start with a BOM
+        # APPA-REAL's apparent-age columns stay as extras; only real_age is the target.
+        return parse_csv(text, source=path, max_age=max_age, split=split, prefix=prefix)
+    except UnicodeDecodeError as e:
+        # Otherwise the whole Beam job dies with a traceback that does not name the file.
+        raise LabelError(f"{path}: not UTF-8 text (byte {e.start}: {data[e.start:e.start + 4]!r}"
+                         "); save the label file as UTF-8 CSV") from None
+    except csv.Error as e:  # e.g. a binary file passed as --labels: a 'field' over 128 KB
+        raise LabelError(f"{path}: not a readable CSV ({e})") from None
 
 
 def extra_columns(label_format: str, labels: str | None, images: str) -> list[str]:
@@ -207,5 +215,6 @@ def read_header(path: str) -> str:
     return head.splitlines()[0] if head else ""
 
 
-def join(directory: str, name: str) -> str:
-    return directory.rstrip("/") + "/" + name
+def join(directory: str, *names: str) -> str:
+    """``directory/name/...`` for local paths and gs:// alike (os.path.join mangles neither)."""
+    return "/".join([directory.rstrip("/"), *names])

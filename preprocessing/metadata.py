@@ -28,6 +28,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from preprocessing import schema
+from preprocessing.labels import join
 
 STAGING_DIR = ".staging"
 _TFDS_FILES = ("dataset_info.json", "features.json")
@@ -101,6 +102,10 @@ def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_
         "blur_quantiles": ({f"{q / 10:.1f}": deciles[q] for q in (1, 5, 9)}
                            if len(deciles) == 11 else {}),
         "blur_deciles": list(deciles),
+        # The geometry of every record: export and evaluation must frame served faces alike.
+        "resize": config.image.resize,
+        "margin": config.image.margin,
+        "jpeg_quality": config.image.jpeg_quality,
         "label_format": config.label_format,
         "split_ratios": list(config.split_ratios),
         "group_by": config.group_by,
@@ -167,10 +172,6 @@ def write_tfds_metadata(output_dir: str, stats: dict, image_size: int, extra_col
     info.set_splits(tfds.core.SplitDict(split_infos))
     info.write_to_directory(output_dir)
     return "written"
-
-
-def join(directory: str, *names: str) -> str:
-    return "/".join([directory.rstrip("/"), *names])
 
 
 def write_json(path: str, value) -> None:

@@ -86,3 +86,21 @@ def test_identical_labels_compare_equal_and_different_ones_do_not():
 def test_rejection_refuses_unknown_reason_codes():
     with pytest.raises(ValueError, match="unknown rejection reason"):
         labels.rejection("x", "looks_odd", "?")
+
+
+@pytest.mark.parametrize("payload, message", [
+    ("file_name,real_age\nzoë.jpg,3\n".encode("latin-1"), r"not UTF-8 text \(byte 21"),
+    (b"file_name,real_age\n\"" + b"x" * 200_000 + b"\",3\n", "not a readable CSV"),
+])
+def test_a_label_file_that_is_not_utf8_csv_is_a_label_error_naming_it(tmp_path, payload,
+                                                                      message):
+    # A LabelError becomes a dead-letter line for the file; anything else kills the whole job.
+    path = tmp_path / "labels.csv"
+    path.write_bytes(payload)
+    with pytest.raises(labels.LabelError, match=f"{path}: {message}"):
+        labels.read_source(("csv", str(path), None, ""), max_age=120)
+
+
+def test_join_keeps_gs_uris_and_strips_one_trailing_slash():
+    assert labels.join("gs://b/out/", "errors", "e.jsonl") == "gs://b/out/errors/e.jsonl"
+    assert labels.join("/data", "x.jpg") == "/data/x.jpg"
