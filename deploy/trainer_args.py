@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from trainer.config import defaults as _trainer_defaults  # stdlib only: no TensorFlow import
+
 # Trainer flags that name files the cloud replicas read or write.
 PATH_FLAGS = ("data_dir", "model_dir", "checkpoint_dir", "tensorboard_dir")
 # Values of --weights that are not paths.
 WEIGHT_KEYWORDS = ("imagenet", "none", "")
+TRAINER_DEFAULT_BATCH = _trainer_defaults()["batch_size"]
 
 
 def parse(args: Sequence[str], what: str = "trainer") -> dict[str, str]:
@@ -52,7 +55,7 @@ def check(args: Sequence[str], strategy: str, replicas: int, tuned: Sequence[str
         if name in flags:
             _require_gs_arg(name, flags[name])
     weights = flags.get("weights", "")
-    if weights.lower() not in WEIGHT_KEYWORDS:
+    if weights not in WEIGHT_KEYWORDS:  # case-sensitive, as the trainer reads it
         _require_gs_arg("weights", weights)
 
     given = flags.get("distribution_strategy")
@@ -60,16 +63,19 @@ def check(args: Sequence[str], strategy: str, replicas: int, tuned: Sequence[str
         raise ValueError(f"trainer flag --distribution_strategy={given} contradicts the worker "
                          f"pools, which need --distribution_strategy={strategy} (leave it out "
                          "and it is set for you)")
-    if "batch_size" in flags:
-        try:
-            batch = int(flags["batch_size"])
-        except ValueError:
-            raise ValueError(f"trainer flag --batch_size={flags['batch_size']!r} is not an "
-                             "integer") from None
-        if batch < replicas or batch % replicas:
-            raise ValueError(f"trainer flag --batch_size={batch} is the GLOBAL batch and must be "
-                             f"a multiple of the {replicas} replicas of this job (e.g. "
-                             f"{replicas * max(1, batch // replicas)})")
+    # Left out, the trainer's default applies, and it must split over the replicas just the same
+    # (e.g. 64 over 3 workers x 4 GPUs would fail only after the machines are provisioned).
+    given_batch = "batch_size" in flags
+    batch_text = flags["batch_size"] if given_batch else str(TRAINER_DEFAULT_BATCH)
+    try:
+        batch = int(batch_text)
+    except ValueError:
+        raise ValueError(f"trainer flag --batch_size={batch_text!r} is not an integer") from None
+    if batch < replicas or batch % replicas:
+        origin = "" if given_batch else " (the trainer's default; pass --batch_size after `--`)"
+        raise ValueError(f"trainer flag --batch_size={batch}{origin} is the GLOBAL batch and "
+                         f"must be a multiple of the {replicas} replicas of this job (e.g. "
+                         f"{replicas * max(1, batch // replicas)})")
     clash = sorted(set(tuned) & set(flags))
     if clash:
         raise ValueError(f"trainer flags {', '.join('--' + c for c in clash)} are also tuned "

@@ -49,6 +49,10 @@ def test_the_good_baseline_is_accepted():
     (dict(trainer_flags=["--data_dir=gs://b1b/r", "--batch_size=30"], machine_type="a2-highgpu-4g"),
      "--batch_size=30 is the GLOBAL batch and must be a multiple of the 4 replicas"),
     (dict(trainer_flags=["--data_dir=gs://b1b/r", "--batch_size=lots"]), "is not an integer"),
+    (dict(machine_type="a2-highgpu-4g", replica_count=3),  # no --batch_size: the default 64
+     "--batch_size=64 (the trainer's default; pass --batch_size after `--`) is the GLOBAL "
+     "batch and must be a multiple of the 12 replicas"),
+    (dict(trainer_flags=["--data_dir=gs://b1b/r", "--weights=ImageNet"]), "--weights='ImageNet'"),
     # Pools.
     (dict(machine_type="cloud-tpu", accelerator_type="TPU_V3", accelerator_count=8,
           replica_count=2), "a TPU job runs on one TPU host"),
