@@ -39,12 +39,9 @@ SERVING_IMAGE = flags.DEFINE_string(
     "serving_image", None, "Serving container; default the prebuilt TF image for --region.")
 SERVING_TF_VERSION = flags.DEFINE_string(
     "serving_tf_version", serving.DEFAULT_SERVING_TF, "TF version of the prebuilt image.")
-MACHINE_TYPE = flags.DEFINE_string("machine_type", "n1-standard-4", "Serving machine.")
-ACCELERATOR_TYPE = flags.DEFINE_string("accelerator_type", "", "Serving GPU, e.g. NVIDIA_TESLA_T4.")
-ACCELERATOR_COUNT = flags.DEFINE_integer("accelerator_count", 0, "GPUs per serving replica.")
+DEFAULT_MACHINE_TYPE = "n1-standard-4"  # --machine_type itself lives in deploy.flags (shared)
 MIN_REPLICAS = flags.DEFINE_integer("min_replicas", 1, "Serving replicas kept up.")
 MAX_REPLICAS = flags.DEFINE_integer("max_replicas", 1, "Autoscaling upper bound.")
-SERVICE_ACCOUNT = flags.DEFINE_string("service_account", "", "Service account of the model.")
 INPUT_NAME = flags.DEFINE_string("input_name", serving.INPUT_NAME, "Serving signature input.")
 
 
@@ -68,7 +65,7 @@ def _send(request, method: str, client_kind: str, dry_run: list | None):
 def upload(project, region, stamp, dry_run) -> str:
     artifact_uri = gcs.require_gs(ARTIFACT_URI.value, "artifact_uri", "Vertex AI")
     image = SERVING_IMAGE.value or serving.serving_image(
-        region, SERVING_TF_VERSION.value, gpu=bool(ACCELERATOR_TYPE.value))
+        region, SERVING_TF_VERSION.value, gpu=bool(common.ACCELERATOR_TYPE.value))
     request = serving.upload_model_request(project, region, MODEL_ID.value or stamp,
                                            artifact_uri, image)
     if UPLOAD_FROM.value and dry_run is None:
@@ -81,8 +78,8 @@ def upload(project, region, stamp, dry_run) -> str:
 
 
 def deploy(project, region, stamp, dry_run) -> str:
-    hardware = machines.resolve(MACHINE_TYPE.value, ACCELERATOR_TYPE.value,
-                                ACCELERATOR_COUNT.value)
+    hardware = machines.resolve(common.MACHINE_TYPE.value or DEFAULT_MACHINE_TYPE,
+                                common.ACCELERATOR_TYPE.value, common.ACCELERATOR_COUNT.value)
     if MODEL.value:
         model = serving.resource_name("models", MODEL.value, project, region)
     else:
@@ -95,7 +92,7 @@ def deploy(project, region, stamp, dry_run) -> str:
         endpoint = f"{request.parent}/endpoints/{request.endpoint_id}"
     request = serving.deploy_model_request(endpoint, model, hardware, MIN_REPLICAS.value,
                                            MAX_REPLICAS.value,
-                                           service_account=SERVICE_ACCOUNT.value)
+                                           service_account=common.SERVICE_ACCOUNT.value)
     _send(request, "deploy_model", "EndpointServiceClient", dry_run)
     return endpoint
 

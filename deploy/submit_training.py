@@ -22,18 +22,13 @@ from deploy import flags as common
 from deploy import gcs, specs, trainer_args
 from preprocessing import schema
 
+DEFAULT_MACHINE_TYPE = "n1-standard-8"  # --machine_type itself lives in deploy.flags (shared)
 STAGING_BUCKET = flags.DEFINE_string(
     "staging_bucket", None, "gs://BUCKET for job outputs (base_output_dir defaults below it).")
 IMAGE_URI = flags.DEFINE_string(
     "image_uri", None, "Trainer image in Artifact Registry (built from the Dockerfile).")
 DISPLAY_NAME = flags.DEFINE_string(
     "display_name", None, "Job name; default face-age-YYYYmmdd-HHMMSS (UTC).")
-MACHINE_TYPE = flags.DEFINE_string("machine_type", "n1-standard-8", "Machine per replica.")
-ACCELERATOR_TYPE = flags.DEFINE_string(
-    "accelerator_type", "", "e.g. NVIDIA_TESLA_T4, NVIDIA_L4, NVIDIA_TESLA_A100, TPU_V3; "
-    "empty for CPU or for machines with built-in accelerators (a2-*, g2-*, ct5lp-*).")
-ACCELERATOR_COUNT = flags.DEFINE_integer(
-    "accelerator_count", 0, "Accelerators per replica (0 = what the machine type implies).")
 TPU_TOPOLOGY = flags.DEFINE_string(
     "tpu_topology", "", "TPU VM topology (default from the machine type, e.g. 2x2).")
 REPLICA_COUNT = flags.DEFINE_integer(
@@ -45,7 +40,6 @@ REDUCTION_SERVER_MACHINE_TYPE = flags.DEFINE_string(
 BASE_OUTPUT_DIR = flags.DEFINE_string(
     "base_output_dir", None, "gs:// dir Vertex derives AIP_MODEL_DIR / AIP_CHECKPOINT_DIR / "
     "AIP_TENSORBOARD_LOG_DIR from; default STAGING_BUCKET/face-age/DISPLAY_NAME.")
-SERVICE_ACCOUNT = flags.DEFINE_string("service_account", "", "Service account the job runs as.")
 ENV = flags.DEFINE_multi_string("env", [], "NAME=VALUE environment variable for the trainer.")
 TIMEOUT_HOURS = flags.DEFINE_float("timeout_hours", 0.0, "Job timeout (0 = Vertex default).")
 TUNE = flags.DEFINE_bool("tune", False, "Submit a HyperparameterTuningJob instead of a job.")
@@ -68,11 +62,12 @@ def build_request(trainer_flags: list[str]):
         datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     job = specs.make_job(
         project=common.PROJECT.value, region=common.REGION.value, display_name=display_name,
-        image_uri=IMAGE_URI.value, machine_type=MACHINE_TYPE.value,
-        accelerator_type=ACCELERATOR_TYPE.value, accelerator_count=ACCELERATOR_COUNT.value,
+        image_uri=IMAGE_URI.value, machine_type=common.MACHINE_TYPE.value or DEFAULT_MACHINE_TYPE,
+        accelerator_type=common.ACCELERATOR_TYPE.value,
+        accelerator_count=common.ACCELERATOR_COUNT.value,
         tpu_topology=TPU_TOPOLOGY.value, replica_count=REPLICA_COUNT.value,
         staging_bucket=STAGING_BUCKET.value, base_output_dir=BASE_OUTPUT_DIR.value,
-        trainer_flags=trainer_flags, env=ENV.value, service_account=SERVICE_ACCOUNT.value,
+        trainer_flags=trainer_flags, env=ENV.value, service_account=common.SERVICE_ACCOUNT.value,
         reduction_server_count=REDUCTION_SERVER_COUNT.value,
         reduction_server_machine_type=REDUCTION_SERVER_MACHINE_TYPE.value,
         timeout_hours=TIMEOUT_HOURS.value, tuned=specs.tuned_names(tune_params))

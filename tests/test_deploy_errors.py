@@ -125,3 +125,12 @@ def test_cli_errors_exit_nonzero_naming_the_flag():
     assert proc.stderr.strip() == (
         "error: --staging_bucket='/data/out' must be a gs:// URI: Vertex AI cannot read a local "
         "path (copy it first, e.g. `gcloud storage cp -r /data/out gs://BUCKET/`)")
+
+
+def test_every_deploy_command_can_be_imported_into_one_process():
+    """Shared flag names (--machine_type, ...) are declared once, in deploy.flags: absl refuses a
+    second declaration, so two commands declaring one would break any tool importing both."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import deploy.serve, deploy.submit_training, deploy.dataflow"],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-500:]
