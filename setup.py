@@ -32,6 +32,9 @@ setup(
         "matplotlib>=3.8,<4",
         # tensorflow-cpu 2.21 no longer pulls it in; tf.summary (TensorBoard logs) needs it.
         "tensorboard>=2.16,<2.22",
+        # trainer/distribution.py works around a Keras 3.15 multi-worker bug by wrapping one of
+        # its internal functions: a Keras release we have not tested must not slip in unnoticed.
+        "keras>=3.15,<3.16",
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu{TF_RANGE}"],

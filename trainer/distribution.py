@@ -104,7 +104,12 @@ def _patch_keras_multi_worker_reduce() -> None:
     """
     from keras.src.backend.tensorflow import trainer as keras_tf_trainer
 
-    original = keras_tf_trainer.reduce_per_replica
+    original = getattr(keras_tf_trainer, "reduce_per_replica", None)
+    if original is None:
+        raise RuntimeError(
+            f"keras {keras_version()} has no keras.src.backend.tensorflow.trainer."
+            "reduce_per_replica: the multi-worker workaround in trainer/distribution.py was "
+            "written for Keras 3.15 (setup.py pins it); check whether the upstream bug is fixed")
     if getattr(original, "_face_age_patched", False):
         return
 
@@ -119,6 +124,12 @@ def _patch_keras_multi_worker_reduce() -> None:
 
     reduce_per_replica._face_age_patched = True
     keras_tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def keras_version() -> str:
+    import keras
+
+    return keras.__version__
 
 
 def strategy_is_chief(strategy: tf.distribute.Strategy) -> bool:
