@@ -85,6 +85,19 @@ def test_lds_smooths_before_inverting():
         weighting.age_weights(hist, "sqrt")
 
 
+def test_lds_kernel_longer_than_the_histogram_is_zero_padded():
+    """A kernel wider than the age range (a small --max_age, or a large --lds_kernel_size) is
+    the same zero-padded smoothing as any other: the output keeps the histogram's length."""
+    hist = np.array([0.0, 4.0, 1.0, 0.0, 7.0])
+    for size in (9, 21):
+        k, half = weighting.gaussian_kernel(size, 2.0), size // 2
+        expected = [sum(hist[j] * k[i - j + half] for j in range(5)) for i in range(5)]
+        np.testing.assert_allclose(weighting.smooth_histogram(hist, size, 2.0), expected,
+                                   rtol=1e-12)
+    weights = weighting.age_weights(hist, "lds", kernel_size=9, sigma=2.0)
+    assert weights.shape == (5,) and np.dot(weights, hist) / hist.sum() == pytest.approx(1.0)
+
+
 def test_schedule_warmup_then_cosine_to_zero():
     s = schedule.stage_schedule(1e-3, epochs=4, steps_per_epoch=10, warmup_epochs=1)
     values = [float(s(i)) for i in range(41)]

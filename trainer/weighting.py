@@ -32,9 +32,16 @@ def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
 
 
 def smooth_histogram(histogram, kernel_size: int = 9, sigma: float = 2.0) -> np.ndarray:
-    """The histogram convolved with a normalised Gaussian kernel (same length, zero padded)."""
+    """The histogram convolved with a normalised Gaussian kernel (same length, zero padded).
+
+    The centred slice of the full convolution rather than np.convolve's mode="same", which
+    returns max(len(histogram), kernel_size) values: a kernel longer than the histogram (a small
+    --max_age) is still a well-defined smoothing, since sigma sets its width and the extra taps
+    fall on the zero padding, so it is not an error.
+    """
     counts = np.asarray(histogram, dtype=np.float64)
-    return np.convolve(counts, gaussian_kernel(kernel_size, sigma), mode="same")
+    full = np.convolve(counts, gaussian_kernel(kernel_size, sigma), mode="full")
+    return full[kernel_size // 2:kernel_size // 2 + counts.size]
 
 
 def age_weights(histogram, method: str = "none", *, kernel_size: int = 9, sigma: float = 2.0,
