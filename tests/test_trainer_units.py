@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from trainer import config as config_lib
-from trainer import distribution, losses, schedule, weighting
+from trainer import distribution, losses, schedule, train, weighting
 from trainer import model as model_lib
 from trainer.config import Config
 
@@ -96,6 +96,18 @@ def test_lds_kernel_longer_than_the_histogram_is_zero_padded():
                                    rtol=1e-12)
     weights = weighting.age_weights(hist, "lds", kernel_size=9, sigma=2.0)
     assert weights.shape == (5,) and np.dot(weights, hist) / hist.sum() == pytest.approx(1.0)
+
+
+def test_initial_age_is_the_exact_train_mean():
+    """The regression head starts at the train split's mean age: the recorded mean when
+    stats.json has one, else the floor(age) histogram's (exact for integer ages)."""
+    config = Config(data_dir="/d", model_dir="/m", batch_size=2)
+    split = {"count": 4, "age_histogram": [0, 0, 2, 0, 2]}  # ages 2, 2, 4, 4
+    stats = {"image_size": 32, "max_age": 4,
+             "splits": {"train": split, "validation": {"count": 2}}}
+    assert train.make_plan(config, stats, 1).mean_age == pytest.approx(3.0)
+    split["mean_age"] = 3.4  # e.g. ages 2.3, 2.5, 4.2, 4.6
+    assert train.make_plan(config, stats, 1).mean_age == pytest.approx(3.4)
 
 
 def test_schedule_warmup_then_cosine_to_zero():

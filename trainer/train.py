@@ -119,9 +119,15 @@ def make_plan(config: Config, stats: dict, num_replicas: int, num_workers: int =
                 global_batch=config.batch_size,
                 per_replica_batch=config.batch_size // num_replicas, steps_per_epoch=steps,
                 val_steps=val_steps, bn_recalibration_batches=recalibration,
-                age_weights=weights,
-                mean_age=float(np.dot(np.arange(len(histogram)) + 0.5, histogram)
-                               / max(sum(histogram), 1)))
+                age_weights=weights, mean_age=split_mean_age(splits["train"], histogram))
+
+
+def split_mean_age(split: dict, histogram) -> float:
+    """The split's mean age: stats.json's exact "mean_age" if the split records one, else the
+    floor(age) histogram's mean, exact for integer ages (UTKFace) and at most 1 year low."""
+    if split.get("mean_age") is not None:
+        return float(split["mean_age"])
+    return float(np.dot(np.arange(len(histogram)), histogram) / max(sum(histogram), 1))
 
 
 def make_datasets(config: Config, plan: Plan, strategy: tf.distribute.Strategy):
