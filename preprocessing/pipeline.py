@@ -6,7 +6,8 @@
 Every stage returns (good, rejects): nothing is dropped silently. "Which records go to which
 split and shard" (AssignSplits, pure functions in split.py) is kept apart from "one file -> one
 record" (LoadImages, pure functions in images.py). Shards are written into OUT/.staging and only
-moved into OUT by ``metadata.publish`` after the whole pipeline succeeded.
+moved into OUT by ``metadata.publish`` after the whole pipeline succeeded and wrote at least one
+record (an all-rejected run leaves OUT as it was; its errors stay in OUT/.staging/errors/).
 """
 
 from __future__ import annotations
@@ -331,14 +332,19 @@ def run(config, pipeline_options) -> dict:
     result = p.run()
     result.wait_until_finish()
     seconds = time.monotonic() - started
+    staged = metadata.read_json(labels.join(staging, schema.STATS_FILE))
+    if not any(s["count"] for s in staged["splits"].values()):
+        # Checked before publish: a mistaken rerun (say a wrong --images, every row a
+        # missing_file) must not replace a previous good output with nothing. Its dead letters
+        # stay in staging, where the message points; the next run clears them.
+        _log.info("%s", summary_line(result, staged, seconds))
+        raise NoValidRecordsError(
+            f"no valid records: all {staged['inputs']} inputs were rejected "
+            f"({_reasons_text(staged['rejects'])}); one line per input with its reason is in "
+            f"{labels.join(staging, schema.ERRORS_DIR)}/; nothing was published, so "
+            f"{config.output_dir} keeps its previous output (if any)")
     stats = metadata.publish(staging, config.output_dir, config.image.image_size, extra_columns)
     _log.info("%s", summary_line(result, stats, seconds))
-    written = sum(s["count"] for s in stats["splits"].values())
-    if written == 0:
-        raise NoValidRecordsError(
-            f"no valid records: all {stats['inputs']} inputs were rejected "
-            f"({_reasons_text(stats['rejects'])}); one line per input with its reason is in "
-            f"{labels.join(config.output_dir, schema.ERRORS_DIR)}/")
     return stats
 
 

@@ -240,9 +240,40 @@ def test_an_all_bad_run_exits_non_zero_with_a_clear_message(tmp_path):
     assert "no valid records: all 3 inputs were rejected" in message
     assert "bad_age: 1" in message and "missing_file: 1" in message
     assert "unreadable_image: 1" in message
-    assert {e["reason"] for e in _errors(str(out))} == {
+    # Nothing is published; the dead letters stay readable in staging, where the message points.
+    staged_errors = out / metadata.STAGING_DIR / schema.ERRORS_DIR
+    assert f"{staged_errors}/" in message and "nothing was published" in message
+    assert {e["reason"] for e in _errors(str(out / metadata.STAGING_DIR))} == {
         reasons.BAD_AGE, reasons.MISSING_FILE, reasons.UNREADABLE_IMAGE}
     assert _shards(str(out)) == []
+    assert not (out / schema.STATS_FILE).exists() and not (out / schema.ERRORS_DIR).exists()
+
+
+def test_an_all_bad_rerun_keeps_the_previous_good_output(tmp_path):
+    rows = ["file_name,real_age"]
+    for i in range(3):
+        _png(tmp_path / "images" / f"f{i}.png", (i * 70, 120, 40))
+        rows.append(f"f{i}.png,{20 + i}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "wrong").mkdir()  # a mistaken --images: none of the labelled files is there
+    (tmp_path / "wrong" / "other.png").write_bytes(b"x")
+    out = tmp_path / "out"
+
+    def flags(images):
+        return [f"--labels={tmp_path / 'labels.csv'}", f"--images={images}",
+                f"--output_dir={out}", "--image_size=16", "--split_ratios=1,0,0"]
+
+    run_module.run(flags(tmp_path / "images"))
+    before = {n: _read(str(out / n)) for n in [*_shards(str(out)), schema.STATS_FILE]}
+    assert before and any(n.startswith("train-") for n in before)
+    with pytest.raises(SystemExit) as exit_info:
+        run_module.main(flags(tmp_path / "wrong"))
+    assert "no valid records: all 3 inputs were rejected (missing_file: 3)" in str(
+        exit_info.value.code)
+    assert {n: _read(str(out / n)) for n in [*_shards(str(out)), schema.STATS_FILE]} == before
+    assert _errors(str(out)) == []  # the good run had no rejects, and its errors/ is kept
+    assert [e["reason"] for e in _errors(str(out / metadata.STAGING_DIR))] == [
+        reasons.MISSING_FILE] * 3
 
 
 @pytest.fixture
