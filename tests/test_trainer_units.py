@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from trainer import callbacks as cb
 from trainer import config as config_lib
 from trainer import distribution, losses, schedule, train, weighting
 from trainer import model as model_lib
@@ -108,6 +109,25 @@ def test_initial_age_is_the_exact_train_mean():
     assert train.make_plan(config, stats, 1).mean_age == pytest.approx(3.0)
     split["mean_age"] = 3.4  # e.g. ages 2.3, 2.5, 4.2, 4.6
     assert train.make_plan(config, stats, 1).mean_age == pytest.approx(3.4)
+
+
+def test_best_weights_helpers(tmp_path):
+    """BestWeights keeps the lowest val_mae; read_best / restore_best / remove_best use it."""
+    ckpt = str(tmp_path / "ckpt")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    assert cb.read_best(ckpt) == cb.NO_BEST and not cb.restore_best(model, ckpt)
+    callback = cb.BestWeights(ckpt)
+    callback.set_model(model)
+    saved = model.get_weights()
+    callback.on_epoch_end(0, {"val_mae": 5.0})
+    model.set_weights([w + 1 for w in saved])
+    callback.on_epoch_end(1, {"val_mae": 6.0})  # worse: not saved
+    assert cb.read_best(ckpt) == {"value": 5.0, "epoch": 0}
+    assert cb.restore_best(model, ckpt)
+    np.testing.assert_array_equal(model.get_weights()[0], saved[0])
+    cb.remove_best(ckpt)
+    assert cb.read_best(ckpt) == cb.NO_BEST and not cb.restore_best(model, ckpt)
+    cb.remove_best(ckpt)  # nothing to remove is fine
 
 
 def test_schedule_warmup_then_cosine_to_zero():

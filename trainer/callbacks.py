@@ -14,13 +14,17 @@ import logging
 import math
 import os
 import time
+import warnings
 
 import keras
 import tensorflow as tf
 
+from trainer import model as model_lib
 from trainer import precise_bn
 
 HISTORY_COLUMNS = ("epoch", "stage", "loss", "mae", "val_loss", "val_mae", "lr")
+BEST_WEIGHTS, BEST_INFO = "best.weights.h5", "best.json"  # in CHECKPOINT_DIR
+NO_BEST = {"value": math.inf, "epoch": -1}
 
 
 def _read_json(path: str, default):
@@ -30,7 +34,8 @@ def _read_json(path: str, default):
         return json.load(f)
 
 
-def _write_text(path: str, text: str) -> None:
+def write_text(path: str, text: str) -> None:
+    """Writes a whole text file (local or gs://) atomically."""
     tmp = path + ".tmp"
     with tf.io.gfile.GFile(tmp, "w") as f:
         f.write(text)
@@ -95,13 +100,38 @@ class HistoryWriter(keras.callbacks.Callback):
         self.flush()
 
     def flush(self) -> None:
-        _write_text(self.json_path, json.dumps(self.rows, indent=1) + "\n")
+        write_text(self.json_path, json.dumps(self.rows, indent=1) + "\n")
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(HISTORY_COLUMNS)
         for r in self.rows:
             writer.writerow([r.get(c, "") for c in HISTORY_COLUMNS])
-        _write_text(self.csv_path, out.getvalue())
+        write_text(self.csv_path, out.getvalue())
+
+
+def read_best(checkpoint_dir: str) -> dict:
+    """{"value": the lowest val_mae, "epoch": its epoch} of BestWeights; NO_BEST if none yet."""
+    return _read_json(f"{checkpoint_dir}/{BEST_INFO}", dict(NO_BEST))
+
+
+def restore_best(model: keras.Model, checkpoint_dir: str) -> bool:
+    """Loads the best weights into `model`; False (model untouched) if none were saved."""
+    path = f"{checkpoint_dir}/{BEST_WEIGHTS}"
+    if not tf.io.gfile.exists(path):
+        return False
+    with warnings.catch_warnings():
+        # The file also holds the optimizer of the stage that wrote it; only the model weights
+        # matter here, so Keras's "skipping optimizer variables" is expected.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optim")
+        model.load_weights(model_lib.local_weights_file(path))
+    return True
+
+
+def remove_best(checkpoint_dir: str) -> None:
+    """Forgets the best weights, so that a fresh run cannot restore an earlier run's."""
+    for name in (BEST_INFO, BEST_WEIGHTS):  # info first: it alone makes the weights "best"
+        if tf.io.gfile.exists(f"{checkpoint_dir}/{name}"):
+            tf.io.gfile.remove(f"{checkpoint_dir}/{name}")
 
 
 class BestWeights(keras.callbacks.Callback):
@@ -109,10 +139,10 @@ class BestWeights(keras.callbacks.Callback):
 
     def __init__(self, checkpoint_dir: str, monitor: str = "val_mae"):
         super().__init__()
-        self.weights_path = checkpoint_dir + "/best.weights.h5"
-        self.info_path = checkpoint_dir + "/best.json"
+        self.weights_path = f"{checkpoint_dir}/{BEST_WEIGHTS}"
+        self.info_path = f"{checkpoint_dir}/{BEST_INFO}"
         self.monitor = monitor
-        self.best = _read_json(self.info_path, {"value": math.inf, "epoch": -1})
+        self.best = read_best(checkpoint_dir)
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -126,7 +156,7 @@ class BestWeights(keras.callbacks.Callback):
         if local != self.weights_path:
             tf.io.gfile.copy(local, self.weights_path, overwrite=True)
         self.best = {"value": float(value), "epoch": int(epoch)}
-        _write_text(self.info_path, json.dumps(self.best) + "\n")
+        write_text(self.info_path, json.dumps(self.best) + "\n")
 
 
 class HypertuneReporter(keras.callbacks.Callback):

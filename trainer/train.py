@@ -22,7 +22,6 @@ import dataclasses
 import json
 import logging
 import math
-import warnings
 
 import keras
 import numpy as np
@@ -306,18 +305,12 @@ def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
             if last > first:
                 fit_stage(model, config, plan, stage, first, last, train_ds, val_ds, dirs,
                           strategy, calibration_ds)
-        best = dirs.checkpoint_dir + "/best.weights.h5"
-        if tf.io.gfile.exists(best):
-            with warnings.catch_warnings():
-                # The file also holds the optimizer of the stage that wrote it; only the model
-                # weights matter here, so Keras's "skipping optimizer variables" is expected.
-                warnings.filterwarnings("ignore", message="Skipping variable loading for optim")
-                model.load_weights(model_lib.local_weights_file(best))
+        cb.restore_best(model, dirs.checkpoint_dir)
         metrics = evaluate(model, val_ds, plan, strategy)
-        metrics["best_epoch"] = cb.BestWeights(dirs.checkpoint_dir).best["epoch"]
+        metrics["best_epoch"] = cb.read_best(dirs.checkpoint_dir)["epoch"]
         metrics["epochs"] = config.epochs
         logging.info("validation: %s", metrics)
-        cb._write_text(dirs.model_dir + "/metrics.json", json.dumps(metrics, indent=2) + "\n")
+        cb.write_text(dirs.model_dir + "/metrics.json", json.dumps(metrics, indent=2) + "\n")
         if config.export:
             from trainer import export  # only needed at the end
             export.export_saved_model(model, dirs.model_dir + "/saved_model", plan.image_size,
