@@ -116,6 +116,13 @@ class _LoadImage(beam.DoFn):
         try:
             with FileSystems.open(path, compression_type="uncompressed") as f:
                 data = f.read()
+        except (IsADirectoryError, PermissionError) as e:
+            # A fault of this one file (a label naming a folder, a file the job may not read):
+            # a retry would fail the same way, so it is a dead letter and the job goes on.
+            yield TaggedOutput(REJECTS, rejection(
+                path, reasons.UNREADABLE_IMAGE, f"cannot read it: {type(e).__name__} "
+                f"({e.strerror or e})", file_name=row.file_name))
+            return
         except Exception as e:  # noqa: BLE001 - classified below, transient errors re-raised
             if not FileSystems.exists(path):
                 yield TaggedOutput(REJECTS, rejection(

@@ -1,8 +1,10 @@
 """The pipeline's composite transforms, each on a handful of elements (TestPipeline style)."""
 
 import io
+import os
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  # not collected
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
@@ -73,3 +75,27 @@ def test_load_images_reads_files_and_dead_letters_broken_ones(tmp_path):
         assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"])),
                     equal_to([("empty.png", reasons.EMPTY_FILE),
                               ("missing.png", reasons.MISSING_FILE)]), label="rejects")
+
+
+
+def _assert_single_reject(images_dir, name, detail):
+    config = images.ImageConfig(image_size=8)
+    with BeamTestPipeline() as p:
+        _, rejects = p | beam.Create([_row(name, 5)]) | pipeline.LoadImages(str(images_dir),
+                                                                             config)
+        assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"], r["detail"])),
+                    equal_to([(name, reasons.UNREADABLE_IMAGE, detail)]))
+
+
+def test_load_images_dead_letters_a_folder_named_like_an_image(tmp_path):
+    (tmp_path / "folder.jpg").mkdir()  # a label naming a folder: one dead letter, job goes on
+    _assert_single_reject(tmp_path, "folder.jpg",
+                          "cannot read it: IsADirectoryError (Is a directory)")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file anyway")
+def test_load_images_dead_letters_a_file_it_may_not_read(tmp_path):
+    (tmp_path / "secret.png").write_bytes(b"x")
+    (tmp_path / "secret.png").chmod(0)
+    _assert_single_reject(tmp_path, "secret.png",
+                          "cannot read it: PermissionError (Permission denied)")
