@@ -92,6 +92,21 @@ def test_run_writes_the_output_contract(data_dir, tmp_path):
     assert not (model_dir / "checkpoints" / "backup").exists()  # resume state removed at the end
 
 
+def test_a_fresh_run_does_not_restore_an_earlier_runs_best_weights(data_dir, tmp_path):
+    """A finished run keeps its best weights; a later fresh run into the same dir (here with
+    another head: another shape) must neither restore them nor compare against their val_mae."""
+    model_dir = tmp_path / "m"
+    train.run(_config(data_dir, model_dir, head="regression", steps_per_epoch=1))
+    best_file = model_dir / "checkpoints" / "best.json"
+    best_file.write_text(json.dumps({"value": 0.0, "epoch": 0}))  # as if unbeatable
+    metrics = train.run(_config(data_dir, model_dir, head="dex", steps_per_epoch=1))
+    rows = json.loads((model_dir / "history.json").read_text())
+    assert [r["stage"] for r in rows] == ["head"]
+    assert metrics["best_epoch"] == 0
+    assert json.loads(best_file.read_text())["value"] == pytest.approx(rows[0]["val_mae"])
+    assert metrics["val_mae"] == pytest.approx(rows[0]["val_mae"], rel=1e-4)
+
+
 def _png(array):
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")

@@ -232,6 +232,8 @@ def fit_stage(model, config: Config, plan: Plan, stage: str, first_epoch: int, l
     # it; clear it so the previous stage's value cannot leak into this fit().
     model._initial_epoch = None
     callbacks = [
+        # First: at each epoch's end the resume state is saved before the best weights, which
+        # run() keeps only when resume state exists.
         # The head stage keeps its backup when it finishes, so a restart during fine-tuning
         # restores the finished head instead of training it again.
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=stage != "head"),
@@ -294,6 +296,11 @@ def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
         tf.io.gfile.makedirs(dirs.model_dir)
         tf.io.gfile.makedirs(dirs.checkpoint_dir)
         config.save(dirs.model_dir + "/config.json")
+        if not any(_backed_up_epoch(f"{dirs.backup_dir}/{s}") is not None for s in STAGES):
+            # A fresh start, not a resume: the best weights a finished run left behind (a
+            # different model perhaps) must be neither restored nor the val_mae to beat.
+            # BackupAndRestore runs before BestWeights, so this run's best always has a backup.
+            cb.remove_best(dirs.checkpoint_dir)
         train_ds, val_ds = make_datasets(config, plan, strategy)
         model = build(config, plan, strategy)
         calibration_ds = (make_calibration_dataset(config, plan, strategy)
