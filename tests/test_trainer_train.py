@@ -107,6 +107,30 @@ def test_a_fresh_run_does_not_restore_an_earlier_runs_best_weights(data_dir, tmp
     assert metrics["val_mae"] == pytest.approx(rows[0]["val_mae"], rel=1e-4)
 
 
+def test_crash_after_training_reruns_no_epoch(data_dir, tmp_path, monkeypatch, caplog):
+    """Pre-empted after the last epoch (here: in the final evaluation), the same command
+    restores both finished stages instead of training the fine-tuning stage again."""
+    c = _config(data_dir, tmp_path / "m", epochs=2, freeze_epochs=1, steps_per_epoch=1)
+    real_evaluate = train.evaluate
+
+    def preempted(*args, **kwargs):
+        raise RuntimeError("pre-empted")
+
+    monkeypatch.setattr(train, "evaluate", preempted)
+    with pytest.raises(RuntimeError, match="pre-empted"):
+        train.run(c)
+    history = tmp_path / "m" / "history.json"
+    rows = json.loads(history.read_text())
+    assert [r["stage"] for r in rows] == ["head", "fine_tune"]
+    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    with caplog.at_level("INFO"):
+        metrics = train.run(c)
+    assert "stage fine_tune: resuming" in caplog.text
+    assert json.loads(history.read_text()) == rows  # not one epoch re-run
+    assert metrics["val_mae"] == pytest.approx(min(r["val_mae"] for r in rows), rel=1e-4)
+    assert not (tmp_path / "m" / "checkpoints" / "backup").exists()
+
+
 def _png(array):
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")

@@ -7,8 +7,10 @@ Two-stage fine-tuning: the first ``freeze_epochs`` train only the head, with the
 and its BatchNorm in inference mode, at ``head_learning_rate``; the rest train the unfrozen part
 at ``fine_tune_learning_rate``. Each stage is one ``fit()`` with its own optimizer and warm-up +
 cosine schedule, and its own ``BackupAndRestore`` directory: after SIGTERM, the same command
-restores the last finished epoch of whichever stage was running (a finished head stage is
-restored, not re-run) and loses at most the current epoch.
+restores the last finished epoch of whichever stage was running (a finished stage is restored,
+not re-run, also when the job stops during the final evaluation or export) and loses at most the
+current epoch. The backups are removed only when the job has written everything, so the next run
+of the command starts fresh, and forgets the finished run's best weights.
 
 Precise BN (``--bn_recalibration_batches``): after each epoch's training and before its
 validation, the moving statistics of the BatchNorm layers that trained are re-estimated as the
@@ -233,10 +235,11 @@ def fit_stage(model, config: Config, plan: Plan, stage: str, first_epoch: int, l
     model._initial_epoch = None
     callbacks = [
         # First: at each epoch's end the resume state is saved before the best weights, which
-        # run() keeps only when resume state exists.
-        # The head stage keeps its backup when it finishes, so a restart during fine-tuning
-        # restores the finished head instead of training it again.
-        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=stage != "head"),
+        # run() keeps only when resume state exists. Both stages keep their backup when they
+        # finish (run() removes them once everything is written), so a restart restores a
+        # finished stage instead of training it again: the head during fine-tuning, both
+        # during the final evaluation or export.
+        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
         cb.HistoryWriter(dirs.model_dir, stage, plan.steps_per_epoch * plan.global_batch,
                          plan.val_loss_scale),
         cb.BestWeights(dirs.checkpoint_dir),
@@ -330,7 +333,7 @@ def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
 
 
 def _remove_backups(dirs: distribution.WriteDirs) -> None:
-    """Training finished: drop the resume state (the head stage's is kept until now)."""
+    """Everything is written: drop the resume state (every stage's is kept until now)."""
     for path in (dirs.backup_dir, ) if dirs.chief else (dirs.checkpoint_dir, ):
         if tf.io.gfile.exists(path):
             tf.io.gfile.rmtree(path)
