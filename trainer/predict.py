@@ -1,7 +1,9 @@
 """Predict ages with an exported SavedModel: prints CSV ``file,age``, one row per image.
 
-    python -m trainer.predict --model=MODEL_DIR/saved_model [--tta_flip] IMAGES...
+    python -m trainer.predict --model=MODEL_DIR [--tta_flip] [--predict_batch_size=32] IMAGES...
 
+``--model`` is a trainer MODEL_DIR (its ``saved_model/`` is used) or a SavedModel directory
+itself, found the same way as trainer.evaluate finds it.
 Each image goes through the same decode -> centre crop -> resize as the serving signature (the
 export's own functions) and then the model's ``predict_images`` signature. ``--tta_flip``
 averages the prediction of the image and its mirror image. Unreadable images are reported on
@@ -16,17 +18,14 @@ import sys
 import numpy as np
 from absl import app, flags
 
-_MODEL = flags.DEFINE_string("model", None, "SavedModel directory (local or gs://).")
-_TTA = flags.DEFINE_bool("tta_flip", False, "Average with the horizontally flipped image.")
-_BATCH = flags.DEFINE_integer("predict_batch_size", 32, "Images per model call.")
-
 
 def load(path: str):
+    """A trainer MODEL_DIR or a SavedModel directory -> the loaded SavedModel."""
     import tensorflow as tf
 
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"--model={path!r}: no such SavedModel directory")
-    return tf.saved_model.load(path)
+    from trainer.evaluate import locate_model
+
+    return tf.saved_model.load(locate_model(path).saved_model)
 
 
 def read_images(paths, image_size: int):
@@ -64,16 +63,20 @@ def predict_ages(loaded, images: np.ndarray, tta_flip: bool = False,
 
 
 def main(argv):
+    f = flags.FLAGS
     paths = argv[1:]
-    if not _MODEL.value:
+    if not f.model:
         raise app.UsageError("--model is required")
     if not paths:
         raise app.UsageError("give at least one image path")
-    loaded = load(_MODEL.value)
+    try:
+        loaded = load(f.model)
+    except FileNotFoundError as e:
+        raise app.UsageError(str(e)) from None
     images, ok, errors = read_images(paths, int(loaded.image_size.numpy()))
     for path, error in errors.items():
         print(f"cannot read {path}: {error}", file=sys.stderr)
-    ages = predict_ages(loaded, images, _TTA.value, _BATCH.value)
+    ages = predict_ages(loaded, images, f.tta_flip, f.predict_batch_size)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["file", "age"])
     for path, age in zip(ok, ages, strict=True):
@@ -84,5 +87,15 @@ def main(argv):
     return 0
 
 
+def _define_flags():
+    # Declared only when run as a program: deploy.serve has its own --model, and a module
+    # that declares flags at import time could not be imported next to it.
+    flags.DEFINE_string("model", None, "Trainer MODEL_DIR or SavedModel directory (local or "
+                        "gs://).")
+    flags.DEFINE_bool("tta_flip", False, "Average with the horizontally flipped image.")
+    flags.DEFINE_integer("predict_batch_size", 32, "Images per model call.")
+
+
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -1,0 +1,61 @@
+"""trainer.predict: importable next to deploy.serve, and its CLI on a trainer MODEL_DIR."""
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from trainer import export, predict
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 32
+
+
+def test_predict_and_serve_import_together():
+    # Both are absl programs with a --model flag; importing them must not declare it twice.
+    proc = subprocess.run([sys.executable, "-c", "import deploy.serve, trainer.predict"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def _mean_colour_model():
+    """age = 80 * mean(pixel) / 255 + 5, fixed weights: the expected ages are known exactly."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(1)
+    outputs = dense(x)
+    dense.set_weights([np.full((3, 1), 80.0 / (255.0 * 3)), np.array([5.0])])
+    return keras.Model(inputs, outputs)
+
+
+def test_cli_takes_a_trainer_model_dir(tmp_path):
+    model_dir = tmp_path / "model_dir"
+    export.export_saved_model(_mean_colour_model(), str(model_dir / "saved_model"), SIZE,
+                              "regression", max_age=120)
+    files, expected = [], []
+    for i, grey in enumerate((0, 128, 255)):
+        path = tmp_path / f"face{i}.png"
+        Image.new("RGB", (48, 40), (grey, grey, grey)).save(path)  # flat: crop/resize keep it
+        files.append(str(path))
+        expected.append(80.0 * grey / 255.0 + 5.0)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer.predict", f"--model={model_dir}", *files,
+         str(tmp_path / "broken.jpg")],
+        cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert [r["file"] for r in rows] == files
+    np.testing.assert_allclose([float(r["age"]) for r in rows], expected, atol=0.02)
+    assert f"cannot read {tmp_path / 'broken.jpg'}" in proc.stderr
+
+
+def test_a_model_path_that_is_neither_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a SavedModel .* nor a trainer MODEL_DIR"):
+        predict.load(str(tmp_path))
