@@ -2,8 +2,10 @@
 
     python -m experiments.subset_data --data_dir=DATA --output_dir=SMALL --train_fraction=0.1
 
-Keeps every k-th training record (a stride over the sorted shards rather than the first records:
-shards may hold records in label order, and UTKFace's labels start with the age), writes them
+Keeps an evenly spread ``train_fraction`` of the training records (record i is kept when
+floor((i+1)*f) > floor(i*f), so exactly floor(n*f) of n, spread over the sorted shards rather
+than the first records: shards may hold records in label order, and UTKFace's labels start with
+the age. A stride of round(1/f) would keep 100% for f=0.7 and 50% for f=0.4), writes them
 into as many train shards as before, links the validation and test shards unchanged (so the runs
 are scored on the same faces) and rewrites stats.json with the subset's count and age histogram,
 which the trainer reads for steps per epoch and sample weights.
@@ -14,8 +16,10 @@ The trainer has no train-fraction flag; this keeps that concern out of it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+from fractions import Fraction
 
 import numpy as np
 import tensorflow as tf
@@ -24,23 +28,32 @@ from preprocessing import schema
 from trainer import data
 
 
+def keep(index: int, fraction: float) -> bool:
+    """Whether record ``index`` is in the subset: exactly floor(n * fraction) of the first n are.
+
+    The fraction is taken as the decimal the user typed (0.1 is 1/10, not the binary float
+    just above it), so the count cannot drift by one on a rounding error.
+    """
+    f = Fraction(str(float(fraction)))
+    return math.floor((index + 1) * f) > math.floor(index * f)
+
+
 def subset(data_dir: str, output_dir: str, train_fraction: float) -> dict:
     """Writes the subset DATA_DIR; returns its stats.json content."""
     if not 0 < train_fraction <= 1:
         raise ValueError(f"--train_fraction={train_fraction}: must be in (0, 1]")
     stats = schema.load_stats(data_dir)
-    stride = max(1, round(1 / train_fraction))
     tf.io.gfile.makedirs(output_dir)
     out = output_dir.rstrip("/")
     max_age = int(stats.get("max_age") or 120)
     histogram = np.zeros(max_age + 1, np.int64)
-    kept = 0
+    kept = seen = 0
     files = data.list_files(data_dir, "train")
     # As many shards as the source: multi-worker training needs a file per worker.
     writers = [tf.io.TFRecordWriter(f"{out}/{schema.shard_name('train', i, len(files))}")
                for i in range(len(files))]
-    for i, serialized in enumerate(tf.data.TFRecordDataset(files)):
-        if i % stride:
+    for seen, serialized in enumerate(tf.data.TFRecordDataset(files), start=1):
+        if not keep(seen - 1, train_fraction):
             continue
         age = float(schema.parse(serialized)[schema.AGE])
         histogram[min(int(age), max_age)] += 1
@@ -49,7 +62,8 @@ def subset(data_dir: str, output_dir: str, train_fraction: float) -> dict:
     for writer in writers:
         writer.close()
     if kept == 0:
-        raise ValueError(f"no training records in {data_dir!r} to subset")
+        raise ValueError(f"--train_fraction={train_fraction} keeps none of the {seen} training "
+                         f"records in {data_dir!r}")
     for split in ("validation", "test"):
         for path in data.list_files(data_dir, split):
             _link_or_copy(path, f"{out}/{path.rsplit('/', 1)[-1]}")
@@ -57,8 +71,7 @@ def subset(data_dir: str, output_dir: str, train_fraction: float) -> dict:
     stats["splits"] = dict(stats["splits"])
     stats["splits"]["train"] = {"count": kept, "num_shards": len(files),
                                 "age_histogram": histogram.tolist()}
-    stats["subset_of"] = {"data_dir": data_dir, "train_fraction": train_fraction,
-                          "stride": stride}
+    stats["subset_of"] = {"data_dir": data_dir, "train_fraction": train_fraction}
     with tf.io.gfile.GFile(f"{out}/{schema.STATS_FILE}", "w") as f:
         json.dump(stats, f, indent=2)
     return stats
