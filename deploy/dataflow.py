@@ -5,17 +5,15 @@ r"""Run preprocessing.run on Dataflow: build the exact command, validate its opt
         [--max_num_workers=10] [--dry_run] [-- more preprocessing.run flags]
 
 prints the ``python -m preprocessing.run --runner=DataflowRunner ...`` command and, unless
-``--dry_run``, runs it from the repository root. ``validate(argv)`` is the check itself; it takes
-the argv of preprocessing.run, so that job can call it too before building its pipeline.
-
-Why these checks: a Dataflow job that fails on a local temp path, a missing region or code that
-never reached the workers fails only after minutes of worker start-up.
+``--dry_run``, runs it from the repository root. The Dataflow checks themselves live once, in
+``preprocessing.options.validate_pipeline_options``, which preprocessing.run also runs before
+building its pipeline; ``validate(argv)`` here applies them to a preprocessing.run argv, so a bad
+command fails before it is printed or launched.
 """
 
 from __future__ import annotations
 
 import datetime
-import re
 import shlex
 import subprocess
 import sys
@@ -25,13 +23,11 @@ from pathlib import Path
 from absl import app, flags
 
 from deploy import flags as common
-from deploy import gcs, specs, trainer_args
+from deploy import gcs, trainer_args
+from preprocessing import options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = "deploy/dataflow_requirements.txt"
-# preprocessing.run's own flags that name data: Dataflow workers must reach them.
-IO_FLAGS = ("labels", "images", "output_dir")
-_JOB_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 BUCKET = flags.DEFINE_string("bucket", None, "gs://BUCKET for Dataflow temp and staging files.")
 LABELS = flags.DEFINE_string("labels", None, "gs:// label file (preprocessing.run --labels).")
@@ -44,46 +40,16 @@ WORKER_MACHINE_TYPE = flags.DEFINE_string("worker_machine_type", "", "e.g. n1-st
 
 
 def validate(argv: Sequence[str], cwd: str | Path = ".") -> None:
-    """Checks preprocessing.run's argv for a Dataflow run; raises ValueError naming the flag.
+    """preprocessing.run's argv -> its Dataflow checks; raises ValueError naming the flag.
 
     Does nothing for other runners: local runs may use local paths.
     """
-    from apache_beam.options.pipeline_options import (
-        GoogleCloudOptions,
-        PipelineOptions,
-        SetupOptions,
-        StandardOptions,
-        WorkerOptions,
-    )
+    from apache_beam.options.pipeline_options import PipelineOptions
 
-    options = PipelineOptions(list(argv))
-    if options.view_as(StandardOptions).runner not in ("DataflowRunner", "dataflow"):
-        return
-    cloud, setup = options.view_as(GoogleCloudOptions), options.view_as(SetupOptions)
-    specs.check_project_region(cloud.project, cloud.region)
-    gcs.require_gs(cloud.temp_location, "temp_location", "Dataflow")
-    if cloud.staging_location:
-        gcs.require_gs(cloud.staging_location, "staging_location", "Dataflow")
-    if cloud.job_name and not _JOB_NAME.match(cloud.job_name):
-        raise ValueError(f"--job_name={cloud.job_name!r}: lowercase letters, digits and '-', "
-                         "starting with a letter")
-    if not setup.setup_file:
-        raise ValueError("--setup_file=./setup.py is required: it ships the preprocessing "
-                         "package to the Dataflow workers")
-    if not (Path(cwd) / setup.setup_file).is_file():
-        raise ValueError(f"--setup_file={setup.setup_file}: no such file under {Path(cwd)}")
-    if setup.save_main_session:
-        raise ValueError("--save_main_session: not needed and fragile here; the package goes to "
-                         "the workers through --setup_file")
-    if setup.requirements_file and not (Path(cwd) / setup.requirements_file).is_file():
-        raise ValueError(f"--requirements_file={setup.requirements_file}: no such file")
-    workers = options.view_as(WorkerOptions).max_num_workers
-    if workers is not None and workers < 1:
-        raise ValueError(f"--max_num_workers={workers}: must be >= 1")
     job_flags = trainer_args.parse(argv, what="preprocessing.run")
-    for name in IO_FLAGS:
-        if name in job_flags:
-            gcs.require_gs(job_flags[name], name, "Dataflow workers")
+    options.validate_pipeline_options(
+        PipelineOptions(list(argv)), {name: job_flags.get(name) for name in options.DATA_FLAGS},
+        cwd)
 
 
 def command(project: str, region: str, bucket: str, labels: str, images: str, output_dir: str,
@@ -109,7 +75,8 @@ def command(project: str, region: str, bucket: str, labels: str, images: str, ou
         argv.append(f"--worker_machine_type={worker_machine_type}")
     argv += list(extra)
     for name, value in (("labels", labels), ("images", images), ("output_dir", output_dir)):
-        gcs.require_gs(value, name, "Dataflow workers")
+        if not value:  # else the argv would carry the text "None"
+            raise ValueError(f"--{name} is required (a gs:// URI)")
     validate(argv, cwd=REPO_ROOT)
     return [python, "-m", "preprocessing.run", *argv]
 

@@ -12,10 +12,15 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from dataclasses import dataclass
 
 from preprocessing import labels, schema
 from preprocessing.images import RESIZE_MODES, ImageConfig
+
+# The job's flags that name data: Dataflow workers must reach them, so they must be gs://.
+DATA_FLAGS = ("labels", "images", "output_dir")
+_JOB_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")  # Dataflow's job name rule
 
 
 class OptionsError(ValueError):
@@ -87,7 +92,9 @@ def parse(argv: list[str] | None) -> tuple[JobConfig, object]:
         group_by=known.group_by,
         num_shards=known.num_shards,
     )
-    validate_pipeline_options(pipeline_options, config)  # cheap checks first, no IO
+    # Cheap checks first, no IO.
+    validate_pipeline_options(pipeline_options, {name: getattr(config, name)
+                                                 for name in DATA_FLAGS})
     validate(config)
     return config, pipeline_options
 
@@ -158,35 +165,60 @@ def _label_columns(config: JobConfig) -> set:
         raise OptionsError(f"--labels: {e}") from None
 
 
-def validate_pipeline_options(pipeline_options, config: JobConfig) -> None:
-    """Dataflow needs gs:// paths everywhere, a region and a setup_file to ship this package."""
+def validate_pipeline_options(pipeline_options, paths: dict, cwd: str | os.PathLike = ".") -> None:
+    """The Dataflow checks, in one place: preprocessing.run runs them before any work, and
+    deploy.dataflow before it prints or launches the command. Raises OptionsError naming the flag;
+    does nothing for other runners (local runs may use local paths).
+
+    ``paths`` maps the job's data flags (DATA_FLAGS) to their values (None when not given);
+    ``cwd`` is where the job starts, against which --setup_file and --requirements_file resolve.
+    Why up front: a Dataflow job with a local path, a missing region or code that never reached
+    the workers fails only after minutes of worker start-up.
+    """
     from apache_beam.options.pipeline_options import (
         GoogleCloudOptions,
         SetupOptions,
         StandardOptions,
+        WorkerOptions,
     )
 
     runner = pipeline_options.view_as(StandardOptions).runner or "DirectRunner"
     if "dataflow" not in runner.lower():
         return
-    gcp = pipeline_options.view_as(GoogleCloudOptions)
-    setup = pipeline_options.view_as(SetupOptions)
-    if not gcp.project:
-        raise OptionsError("--project is required with --runner=DataflowRunner")
-    if not gcp.region:
-        raise OptionsError("--region is required with --runner=DataflowRunner")
-    if not (gcp.temp_location or "").startswith("gs://"):
-        raise OptionsError(f"--temp_location={gcp.temp_location!r}: Dataflow needs a gs:// path")
+    # deploy owns the rules for project IDs, region names and gs:// URIs (Vertex AI jobs check
+    # the same ones); both modules are light, standard-library-only imports.
+    from deploy import gcs, specs
+
+    cloud, setup = pipeline_options.view_as(GoogleCloudOptions), pipeline_options.view_as(
+        SetupOptions)
+    try:
+        specs.check_project_region(cloud.project, cloud.region)
+        gcs.require_gs(cloud.temp_location, "temp_location", "Dataflow")
+        if cloud.staging_location:
+            gcs.require_gs(cloud.staging_location, "staging_location", "Dataflow")
+        for name in DATA_FLAGS:
+            if paths.get(name):
+                gcs.require_gs(paths[name], name, "Dataflow workers")
+    except ValueError as e:
+        raise OptionsError(str(e)) from None
+    if cloud.job_name and not _JOB_NAME.match(cloud.job_name):
+        raise OptionsError(f"--job_name={cloud.job_name!r}: lowercase letters, digits and '-', "
+                           "starting with a letter")
     if not setup.setup_file:
-        raise OptionsError("--setup_file=./setup.py is required with DataflowRunner: workers "
-                           "install this package from it")
-    if not os.path.isfile(setup.setup_file):
-        raise OptionsError(f"--setup_file={setup.setup_file!r}: no such file")
-    for flag, value in (("--images", config.images), ("--output_dir", config.output_dir),
-                        ("--labels", config.labels)):
-        if value and not value.startswith("gs://"):
-            raise OptionsError(f"{flag}={value!r}: Dataflow workers cannot read local paths; "
-                               "use gs://")
+        raise OptionsError("--setup_file=./setup.py is required with DataflowRunner: it ships "
+                           "the preprocessing package to the workers")
+    if not os.path.isfile(os.path.join(cwd, setup.setup_file)):
+        raise OptionsError(f"--setup_file={setup.setup_file}: no such file under "
+                           f"{os.path.abspath(cwd)}")
+    if setup.save_main_session:
+        raise OptionsError("--save_main_session: not needed and fragile here; the package goes "
+                           "to the workers through --setup_file")
+    if setup.requirements_file and not os.path.isfile(os.path.join(cwd, setup.requirements_file)):
+        raise OptionsError(f"--requirements_file={setup.requirements_file}: no such file under "
+                           f"{os.path.abspath(cwd)}")
+    workers = pipeline_options.view_as(WorkerOptions).max_num_workers
+    if workers is not None and workers < 1:
+        raise OptionsError(f"--max_num_workers={workers}: must be >= 1")
 
 
 def _exists(path: str) -> bool:

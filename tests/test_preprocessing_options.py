@@ -57,24 +57,48 @@ def test_missing_paths_name_the_flag(inputs):
         options.parse(_argv(inputs, "--label_format=utkface"))
 
 
+def _dataflow(setup):
+    return ["--runner=DataflowRunner", "--project=my-proj", "--region=europe-west4",
+            "--temp_location=gs://my-bucket/tmp", f"--setup_file={setup}"]
+
+
+GS = ["--labels=gs://my-bucket/l.csv", "--images=gs://my-bucket/img",
+      "--output_dir=gs://my-bucket/out"]
+
+
 def test_dataflow_needs_gs_paths_region_and_setup_file(inputs, tmp_path):
     setup = tmp_path / "setup.py"
     setup.write_text("")
-    dataflow = ["--runner=DataflowRunner", "--project=p", "--region=europe-west4",
-                "--temp_location=gs://b/tmp", f"--setup_file={setup}"]
-    gs = ["--labels=gs://b/l.csv", "--images=gs://b/img", "--output_dir=gs://b/out"]
+    dataflow = _dataflow(setup)
     cases = [
         ([a for a in dataflow if not a.startswith("--region")], "--region is required"),
         ([a for a in dataflow if not a.startswith("--temp")] + ["--temp_location=/tmp"],
-         "--temp_location='/tmp': Dataflow needs a gs:// path"),
+         "--temp_location='/tmp' must be a gs:// URI"),
         ([a for a in dataflow if not a.startswith("--setup")], "--setup_file=./setup.py is"),
         (dataflow[:-1] + ["--setup_file=/no/setup.py"], "no such file"),
     ]
     for flags, message in cases:
         with pytest.raises(options.OptionsError, match=message):
-            options.parse(gs + flags)
-    with pytest.raises(options.OptionsError, match="--images=.*cannot read local paths"):
+            options.parse(GS + flags)
+    with pytest.raises(options.OptionsError,
+                       match="--labels=.* must be a gs:// URI: Dataflow workers cannot read"):
         options.parse(_argv(inputs) + dataflow)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--project=P"], "--project='P' is not a project ID"),
+    (["--staging_location=staging"], "--staging_location='staging' must be a gs:// URI"),
+    (["--job_name=Face_Age"], "--job_name='Face_Age'"),
+    (["--save_main_session"], "--save_main_session: not needed"),
+    (["--requirements_file=missing.txt"], "--requirements_file=missing.txt: no such file"),
+    (["--max_num_workers=0"], "--max_num_workers=0: must be >= 1"),
+])
+def test_the_job_runs_every_dataflow_check_that_the_launcher_runs(tmp_path, extra, message):
+    # One validator for both: preprocessing.run started by hand is checked like deploy.dataflow.
+    setup = tmp_path / "setup.py"
+    setup.write_text("")
+    with pytest.raises(options.OptionsError, match=message):
+        options.parse(GS + _dataflow(setup) + extra)
 
 
 def test_the_command_line_exits_non_zero_naming_the_flag(tmp_path):
