@@ -5,7 +5,7 @@ One list, so the synthetic sample's manifest, the pipeline and the tests speak t
 
 MISSING_FILE = "missing_file"  # the label names a file that is not there
 EMPTY_FILE = "empty_file"  # zero bytes
-UNREADABLE_IMAGE = "unreadable_image"  # not an image format the decoder knows
+UNREADABLE_IMAGE = "unreadable_image"  # not a known image format, a folder, or not readable
 TRUNCATED_IMAGE = "truncated_image"  # header fine, pixel data cut short
 TOO_MANY_PIXELS = "too_many_pixels"  # decompression-bomb guard (--max_pixels)
 ZERO_SIZE_IMAGE = "zero_size_image"  # decodes to a 0-width or 0-height image
