@@ -19,6 +19,19 @@ tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
 
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """ONE MirroredStrategy over the two logical CPUs, shared by every test that needs one.
+
+    Each strategy numbers its collective ops (SyncBatchNorm's all-reduce) from the same start, so a
+    second MirroredStrategy in the same process reuses instance keys of the first and the
+    collective executor aborts with a shape mismatch. A real job has one strategy per process;
+    the tests mirror that by sharing this one.
+    """
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    return tf.distribute.MirroredStrategy(devices)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))

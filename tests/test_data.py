@@ -213,9 +213,9 @@ def test_bad_arguments_are_clear_errors(out_dir, kwargs, match):
         _build(out_dir, **kwargs)
 
 
-def test_feeds_a_real_mirrored_strategy_per_replica(out_dir):
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    strategy = tf.distribute.MirroredStrategy(devices)
+def test_feeds_a_real_mirrored_strategy_per_replica(out_dir, mirrored_strategy):
+    strategy = mirrored_strategy
+    devices = strategy.extended.worker_devices
     global_batch = 8
 
     def dataset_fn(context):

@@ -96,14 +96,13 @@ def test_recalibration_closes_the_train_inference_gap():
     assert inference_mae_after < 1.5 * training_mae_after
 
 
-def _recalibrated_stats(data_dir, strategy_name):
+def _recalibrated_stats(data_dir, strategy_name, strategy):
     """Moving statistics after precise BN through the trainer's own calibration dataset.
 
     Returns (replicas, batches averaged, [[per-replica copies] per statistic] per layer).
     """
     config = Config(data_dir=data_dir, model_dir="unused", backbone="tiny", weights="none",
                     batch_size=8, deterministic=True, distribution_strategy=strategy_name)
-    strategy = distribution.create_strategy(strategy_name)
     plan = train.make_plan(config, schema.load_stats(data_dir), strategy.num_replicas_in_sync,
                            distribution.num_workers(strategy))
     keras.utils.set_random_seed(0)
@@ -120,11 +119,12 @@ def _recalibrated_stats(data_dir, strategy_name):
     return strategy.num_replicas_in_sync, plan.bn_recalibration_batches, copies
 
 
-def test_two_replicas_get_the_statistics_one_device_computes(tmp_path):
+def test_two_replicas_get_the_statistics_one_device_computes(tmp_path, mirrored_strategy):
     data_dir = write_dataset(tmp_path / "data", image_size=32,
                              counts={"train": 48, "validation": 8})
-    one_replicas, batches, one = _recalibrated_stats(data_dir, "one_device")
-    two_replicas, _, two = _recalibrated_stats(data_dir, "mirrored")
+    one_replicas, batches, one = _recalibrated_stats(
+        data_dir, "one_device", distribution.create_strategy("one_device"))
+    two_replicas, _, two = _recalibrated_stats(data_dir, "mirrored", mirrored_strategy)
     assert (one_replicas, two_replicas, batches) == (1, 2, 6)  # capped at one pass: 48 / 8
     for one_layer, two_layer in zip(one, two, strict=True):
         for (reference,), copies in zip(one_layer, two_layer, strict=True):

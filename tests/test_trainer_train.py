@@ -34,7 +34,8 @@ def _config(data_dir, model_dir, **kw):
     return Config(data_dir=data_dir, model_dir=str(model_dir), **{**base, **kw})
 
 
-def test_mirrored_two_replicas_first_step_loss_matches_one_device(data_dir, tmp_path):
+def test_mirrored_two_replicas_first_step_loss_matches_one_device(data_dir, tmp_path,
+                                                                   mirrored_strategy):
     """Same global batch, same initial weights: the same first-step loss and update.
 
     The batches come from an unshuffled pipeline because Keras's fit() under MirroredStrategy
@@ -45,7 +46,8 @@ def test_mirrored_two_replicas_first_step_loss_matches_one_device(data_dir, tmp_
     for name in ("one_device", "mirrored"):
         c = _config(data_dir, tmp_path / name, distribution_strategy=name, steps_per_epoch=1,
                     sample_weighting="lds")
-        strategy = distribution.create_strategy(name)
+        strategy = (mirrored_strategy if name == "mirrored"
+                    else distribution.create_strategy(name))
         plan = train.make_plan(c, schema.load_stats(data_dir), strategy.num_replicas_in_sync)
         dataset = strategy.distribute_datasets_from_function(
             lambda ctx, plan=plan: data.build_dataset(
