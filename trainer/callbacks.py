@@ -21,25 +21,11 @@ import tensorflow as tf
 
 from trainer import model as model_lib
 from trainer import precise_bn
+from trainer.files import read_json, write_text
 
 HISTORY_COLUMNS = ("epoch", "stage", "loss", "mae", "val_loss", "val_mae", "lr")
 BEST_WEIGHTS, BEST_INFO = "best.weights.h5", "best.json"  # in CHECKPOINT_DIR
 NO_BEST = {"value": math.inf, "epoch": -1}
-
-
-def _read_json(path: str, default):
-    if not tf.io.gfile.exists(path):
-        return default
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
-def write_text(path: str, text: str) -> None:
-    """Writes a whole text file (local or gs://) atomically."""
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)  # readers never see a half-written file
 
 
 def current_lr(optimizer) -> float:
@@ -72,7 +58,7 @@ class HistoryWriter(keras.callbacks.Callback):
         self.json_path = model_dir + "/history.json"
         self.stage, self.images_per_epoch = stage, images_per_epoch
         self.val_loss_scale = val_loss_scale  # see train.Plan.val_loss_scale
-        self.rows = _read_json(self.json_path, [])
+        self.rows = read_json(self.json_path, [])
         self._start, self._lr = 0.0, math.nan
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -111,7 +97,7 @@ class HistoryWriter(keras.callbacks.Callback):
 
 def read_best(checkpoint_dir: str) -> dict:
     """{"value": the lowest val_mae, "epoch": its epoch} of BestWeights; NO_BEST if none yet."""
-    return _read_json(f"{checkpoint_dir}/{BEST_INFO}", dict(NO_BEST))
+    return read_json(f"{checkpoint_dir}/{BEST_INFO}", dict(NO_BEST))
 
 
 def restore_best(model: keras.Model, checkpoint_dir: str) -> bool:

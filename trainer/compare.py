@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import tensorflow as tf
 
-from trainer import metrics, plots, report
+from trainer import files, metrics, plots, report
 
 # Paths and bookkeeping that differ between any two runs without changing what was trained.
 _IGNORED_CONFIG = {"data_dir", "model_dir", "checkpoint_dir", "tensorboard_dir", "verbose",
@@ -39,28 +39,21 @@ class Run:
     evaluations: dict = field(default_factory=dict)  # split -> evaluate's metrics.json
 
 
-def _read_json(path: str) -> dict | None:
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
 def load_run(path: str) -> Run:
     """Reads what a run dir holds; a clear error when it holds none of the expected files."""
     path = path.rstrip("/")
     if not tf.io.gfile.isdir(path):
         raise FileNotFoundError(f"run dir {path!r} does not exist")
     run = Run(name=path.rsplit("/", 1)[-1], path=path)
-    run.config = _read_json(f"{path}/config.json") or {}
-    run.trainer_metrics = _read_json(f"{path}/metrics.json") or {}
+    run.config = files.read_json(f"{path}/config.json") or {}
+    run.trainer_metrics = files.read_json(f"{path}/metrics.json") or {}
     if tf.io.gfile.exists(f"{path}/history.csv"):
         with tf.io.gfile.GFile(f"{path}/history.csv") as f:
             run.history = pd.read_csv(f)
     for sub in sorted(tf.io.gfile.listdir(path)):
         sub = f"{path}/{sub.rstrip('/')}"
         if tf.io.gfile.exists(f"{sub}/predictions.csv"):
-            evaluation = _read_json(f"{sub}/metrics.json")
+            evaluation = files.read_json(f"{sub}/metrics.json")
             if evaluation and "overall" in evaluation:
                 run.evaluations.setdefault(evaluation.get("split", sub), evaluation)
     if not (run.config or run.history is not None or run.trainer_metrics or run.evaluations):
@@ -169,12 +162,12 @@ def compare(run_dirs: list[str], output_dir: str, split: str = "test") -> pd.Dat
     info = {"runs": ", ".join(r.path for r in runs), "split": split}
     buf = io.StringIO()
     table.to_csv(buf, index=False)
-    report.write_bytes(f"{base}/compare.csv", buf.getvalue().encode("utf-8"))
+    files.write_bytes(f"{base}/compare.csv", buf.getvalue().encode("utf-8"))
     for name, data in pngs.items():
-        report.write_bytes(f"{base}/{report.PLOTS_DIR}/{name}", data)
-    report.write_bytes(f"{base}/compare.md", report.render_markdown(
+        files.write_bytes(f"{base}/{report.PLOTS_DIR}/{name}", data)
+    files.write_bytes(f"{base}/compare.md", report.render_markdown(
         "Run comparison", info, sections).encode("utf-8"))
-    report.write_bytes(f"{base}/compare.html", report.render_html(
+    files.write_bytes(f"{base}/compare.html", report.render_html(
         "Run comparison", info, sections, pngs).encode("utf-8"))
     return table
 

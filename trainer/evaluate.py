@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 
 from preprocessing import schema
-from trainer import data, metrics, report
+from trainer import data, files, metrics, report
 
 SAVED_MODEL_SUBDIR = "saved_model"
 PREDICT_SIGNATURE = "predict_images"
@@ -36,18 +36,14 @@ class ModelLocation:
     model_dir: str | None  # the trainer's MODEL_DIR when known (config.json, history.csv)
 
 
-def _exists(path: str) -> bool:
-    return tf.io.gfile.exists(path)
-
-
 def locate_model(path: str) -> ModelLocation:
     """MODEL_DIR or SavedModel dir -> both paths; a clear error when it is neither."""
     path = path.rstrip("/")
-    if _exists(f"{path}/{SAVED_MODEL_SUBDIR}/saved_model.pb"):
+    if files.exists(f"{path}/{SAVED_MODEL_SUBDIR}/saved_model.pb"):
         return ModelLocation(f"{path}/{SAVED_MODEL_SUBDIR}", path)
-    if _exists(f"{path}/saved_model.pb"):
+    if files.exists(f"{path}/saved_model.pb"):
         parent = path.rsplit("/", 1)[0] if "/" in path else "."
-        known = any(_exists(f"{parent}/{f}") for f in ("config.json", "history.csv"))
+        known = any(files.exists(f"{parent}/{f}") for f in ("config.json", "history.csv"))
         return ModelLocation(path, parent if known else None)
     raise FileNotFoundError(
         f"--model={path!r}: neither a SavedModel (no saved_model.pb) nor a trainer MODEL_DIR "
@@ -129,16 +125,9 @@ def predict_split(predict_fn, data_dir: str, split: str, *, batch_size: int, ima
     return frame, keeper.images, keeper.rows
 
 
-def _read_json(path: str) -> dict | None:
-    if not _exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
 def read_history(model_dir: str | None) -> pd.DataFrame | None:
     path = f"{model_dir}/history.csv" if model_dir else None
-    if not path or not _exists(path):
+    if not path or not files.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
         return pd.read_csv(f)
@@ -154,7 +143,8 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
         raise ValueError(f"--split={split!r}: must be one of {', '.join(schema.SPLITS)}")
     location = locate_model(model)
     stats = schema.load_stats(data_dir)
-    config = _read_json(f"{location.model_dir}/config.json") if location.model_dir else None
+    config = (files.read_json(f"{location.model_dir}/config.json") if location.model_dir
+              else None)
     # The size the model was trained at wins over the size the records were written at.
     image_size = image_size or int((config or {}).get("image_size") or 0) or int(
         stats.get("image_size") or 0)
@@ -179,9 +169,9 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
     base = output_dir.rstrip("/")
     buf = io.StringIO()
     frame.to_csv(buf, index=False, float_format="%.4f")
-    report.write_bytes(f"{base}/{PREDICTIONS_CSV}", buf.getvalue().encode("utf-8"))
-    report.write_bytes(f"{base}/{METRICS_JSON}",
-                       json.dumps(result, indent=2, allow_nan=False).encode("utf-8"))
+    files.write_bytes(f"{base}/{PREDICTIONS_CSV}", buf.getvalue().encode("utf-8"))
+    files.write_bytes(f"{base}/{METRICS_JSON}",
+                      json.dumps(result, indent=2, allow_nan=False).encode("utf-8"))
     gallery = (worst_images, frame.iloc[worst_rows].reset_index(drop=True))
     pngs = report.build_plots(frame, evaluation, stats=stats,
                               history=read_history(location.model_dir), gallery=gallery)

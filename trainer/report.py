@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from trainer import metrics, plots
+from trainer import files, metrics, plots
 
 PLOTS_DIR = "plots"
 REPORT_HTML = "report.html"
@@ -166,23 +166,8 @@ def write_report(output_dir: str, *, title: str, info: Mapping[str, object],
         raise KeyError(f"sections reference plots that were not drawn: {missing}")
     base = output_dir.rstrip("/")
     for name, data in pngs.items():
-        write_bytes(f"{base}/{PLOTS_DIR}/{name}", data)
+        files.write_bytes(f"{base}/{PLOTS_DIR}/{name}", data)
     paths = {"html": f"{base}/{REPORT_HTML}", "markdown": f"{base}/{REPORT_MD}"}
-    write_bytes(paths["html"], render_html(title, info, sections, pngs).encode("utf-8"))
-    write_bytes(paths["markdown"], render_markdown(title, info, sections).encode("utf-8"))
+    files.write_bytes(paths["html"], render_html(title, info, sections, pngs).encode("utf-8"))
+    files.write_bytes(paths["markdown"], render_markdown(title, info, sections).encode("utf-8"))
     return paths
-
-
-def write_bytes(path: str, data: bytes) -> None:
-    """Writes a local path (creating parents) or, for URLs such as gs://, via tf.io.gfile."""
-    if "://" in path:
-        import tensorflow as tf  # Only remote outputs need TensorFlow's file systems.
-
-        tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
-        with tf.io.gfile.GFile(path, "wb") as f:
-            f.write(data)
-        return
-    from pathlib import Path
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_bytes(data)
