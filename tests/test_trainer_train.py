@@ -15,7 +15,7 @@ from PIL import Image
 from trainer_records import face_like, write_dataset
 
 from preprocessing import schema
-from trainer import data, distribution, export, train
+from trainer import data, distribution, export, framing, train
 from trainer import model as model_lib
 from trainer.config import Config
 
@@ -147,7 +147,7 @@ def test_export_matches_in_memory_model(tmp_path, head):
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, (48, 40, 3), dtype=np.uint8) for _ in range(3)]
     expected = model_lib.expected_age(
-        model(export.center_crop_resize(tf.constant(np.stack(images)), 32), training=False), head)
+        model(framing.frame(tf.constant(np.stack(images)), 32), training=False), head)
     expected = np.clip(expected.numpy(), 0, 20)
     loaded = tf.saved_model.load(path)
     from_bytes = loaded.signatures["serving_default"](
@@ -158,7 +158,7 @@ def test_export_matches_in_memory_model(tmp_path, head):
     np.testing.assert_allclose(from_images["age"].numpy(), expected, rtol=1e-4, atol=1e-4)
     assert ("age_distribution" in from_bytes) == (head == "dex")
     # Centre crop: a 48x40 image is cropped to its middle 40x40 before resizing.
-    square = export.center_crop_resize(tf.constant(images[0]), 40).numpy()
+    square = framing.frame(tf.constant(images[0]), 40).numpy()
     np.testing.assert_allclose(square, images[0][4:44].astype(np.float32), atol=1e-3)
 
     # The CLI: one unreadable file is reported, the others still predicted.

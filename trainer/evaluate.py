@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ import pandas as pd
 import tensorflow as tf
 
 from preprocessing import schema
-from trainer import data, files, metrics, report
+from trainer import data, files, framing, metrics, report
 
 SAVED_MODEL_SUBDIR = "saved_model"
 PREDICT_SIGNATURE = "predict_images"
@@ -152,6 +153,7 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
         raise ValueError(f"no image size: pass --image_size (stats.json in {data_dir!r} and the "
                          f"model's config.json do not give one)")
     extra_columns = list(stats.get("extra_columns") or [])
+    data_framing = framing.record_framing(stats, data_dir)  # bad values fail before predicting
 
     started = time.time()
     predict_fn = load_predict_fn(location.saved_model)
@@ -159,11 +161,20 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
         predict_fn, data_dir, split, batch_size=batch_size, image_size=image_size,
         extra_columns=extra_columns, tta_flip=tta_flip, worst=worst)
     seconds = time.time() - started
+    # Records are fed as they are, so a model serving another framing than the records' cannot
+    # show it in the numbers: say so in the report instead.
+    resize, margin = framing.read_framing(predict_fn.keep_alive)
 
     evaluation = metrics.evaluation_metrics(frame, extra_columns, blur_quantiles)
     info = {"model": location.saved_model, "data_dir": data_dir, "split": split,
-            "tta_flip": tta_flip, "image_size": image_size, "examples": len(frame),
-            "seconds": round(seconds, 1)}
+            "tta_flip": tta_flip, "image_size": image_size, "resize": resize, "margin": margin,
+            "examples": len(frame), "seconds": round(seconds, 1)}
+    if data_framing != (resize, margin):
+        info["framing_mismatch"] = (
+            f"the model frames served photos with resize={resize}, margin={margin:g}; these "
+            f"records were framed with resize={data_framing[0]}, margin={data_framing[1]:g}: "
+            "these metrics do not describe the served model")
+        logging.warning("%s", info["framing_mismatch"])
     result = {**info, **evaluation}
 
     base = output_dir.rstrip("/")

@@ -4,8 +4,10 @@
 
 ``--model`` is a trainer MODEL_DIR (its ``saved_model/`` is used) or a SavedModel directory
 itself, found the same way as trainer.evaluate finds it.
-Each image goes through the same decode -> centre crop -> resize as the serving signature (the
-export's own functions) and then the model's ``predict_images`` signature. ``--tta_flip``
+Each image is framed as the serving signature frames it, i.e. as preprocessing framed the
+training records (trainer.framing, with the ``resize`` mode and ``margin`` stored in the
+SavedModel; a SavedModel exported before they were stored gets a centre crop with no margin, as
+before), then goes through the model's ``predict_images`` signature. ``--tta_flip``
 averages the prediction of the image and its mirror image. Unreadable images are reported on
 stderr and skipped; the exit status is non-zero only when no image could be predicted.
 """
@@ -28,17 +30,17 @@ def load(path: str):
     return tf.saved_model.load(locate_model(path).saved_model)
 
 
-def read_images(paths, image_size: int):
-    """(decoded float32 [N, S, S, 3], readable paths, {path: error}) for a list of files."""
+def read_images(paths, image_size: int, resize: str = "crop", margin: float = 0.0):
+    """(framed float32 [N, S, S, 3], readable paths, {path: error}) for a list of files."""
     import tensorflow as tf
 
-    from trainer.export import decode
+    from trainer.framing import decode_and_frame
 
     images, ok, errors = [], [], {}
     for path in paths:
         try:
             with tf.io.gfile.GFile(path, "rb") as f:
-                images.append(decode(f.read(), image_size).numpy())
+                images.append(decode_and_frame(f.read(), image_size, resize, margin).numpy())
             ok.append(path)
         except (tf.errors.OpError, OSError, ValueError) as e:
             errors[path] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -48,7 +50,7 @@ def read_images(paths, image_size: int):
 
 def predict_ages(loaded, images: np.ndarray, tta_flip: bool = False,
                  batch_size: int = 32) -> np.ndarray:
-    """Ages [N] for decoded images, via the predict_images signature."""
+    """Ages [N] for framed images (read_images, decoded records), via predict_images."""
     import tensorflow as tf
 
     fn = loaded.signatures["predict_images"]
@@ -73,7 +75,10 @@ def main(argv):
         loaded = load(f.model)
     except FileNotFoundError as e:
         raise app.UsageError(str(e)) from None
-    images, ok, errors = read_images(paths, int(loaded.image_size.numpy()))
+    from trainer.framing import read_framing
+
+    resize, margin = read_framing(loaded)
+    images, ok, errors = read_images(paths, int(loaded.image_size.numpy()), resize, margin)
     for path, error in errors.items():
         print(f"cannot read {path}: {error}", file=sys.stderr)
     ages = predict_ages(loaded, images, f.tta_flip, f.predict_batch_size)

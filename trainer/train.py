@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from preprocessing import schema
 from trainer import callbacks as cb
-from trainer import data, distribution, losses, schedule, weighting
+from trainer import data, distribution, framing, losses, schedule, weighting
 from trainer import model as model_lib
 from trainer.augment import AugmentConfig
 from trainer.config import Config, with_dirs
@@ -45,6 +45,8 @@ class Plan:
     """Numbers derived from config, data stats and strategy; logged before training."""
 
     image_size: int
+    resize: str                  # how preprocessing framed the records (stats.json): the
+    margin: float                # export frames served photos alike
     max_age: int
     extra_columns: tuple
     train_count: int
@@ -65,7 +67,8 @@ class Plan:
         return self.val_steps * self.global_batch / self.val_count
 
     def describe(self) -> str:
-        return (f"image {self.image_size}px, max_age {self.max_age}; train {self.train_count} / "
+        return (f"image {self.image_size}px ({self.resize}, margin {self.margin:g}), "
+                f"max_age {self.max_age}; train {self.train_count} / "
                 f"validation {self.val_count} examples; global batch {self.global_batch} = "
                 f"{self.num_replicas} replica(s) x {self.per_replica_batch} on "
                 f"{self.num_workers} worker(s); {self.steps_per_epoch} steps/epoch "
@@ -95,6 +98,7 @@ def make_plan(config: Config, stats: dict, num_replicas: int, num_workers: int =
     if image_size < 32:
         raise ValueError(f"--image_size={config.image_size}: stats.json has no usable "
                          "image_size; set --image_size")
+    resize, margin = framing.record_framing(stats, config.data_dir)
     max_age = config.max_age or int(stats.get("max_age", 0)) or 100
     histogram = splits["train"].get("age_histogram") or [1] * (max_age + 1)
     histogram = (list(histogram) + [0] * (max_age + 1))[:max(len(histogram), max_age + 1)]
@@ -114,7 +118,7 @@ def make_plan(config: Config, stats: dict, num_replicas: int, num_workers: int =
     # More than one pass over train would only repeat batches; a tiny split still gets one.
     recalibration = min(config.bn_recalibration_batches,
                         max(1, train_count // config.batch_size))
-    return Plan(image_size=image_size, max_age=max_age,
+    return Plan(image_size=image_size, resize=resize, margin=margin, max_age=max_age,
                 extra_columns=tuple(stats.get("extra_columns", ())), train_count=train_count,
                 val_count=val_count, num_replicas=num_replicas, num_workers=num_workers,
                 global_batch=config.batch_size,
@@ -319,12 +323,14 @@ def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
         metrics = evaluate(model, val_ds, plan, strategy)
         metrics["best_epoch"] = cb.read_best(dirs.checkpoint_dir)["epoch"]
         metrics["epochs"] = config.epochs
+        metrics["resize"], metrics["margin"] = plan.resize, plan.margin  # the served framing
         logging.info("validation: %s", metrics)
         cb.write_text(dirs.model_dir + "/metrics.json", json.dumps(metrics, indent=2) + "\n")
         if config.export:
             from trainer import export  # only needed at the end
             export.export_saved_model(model, dirs.model_dir + "/saved_model", plan.image_size,
-                                      config.head, plan.max_age)
+                                      config.head, plan.max_age, resize=plan.resize,
+                                      margin=plan.margin)
         _remove_backups(dirs)
         return metrics
     finally:
