@@ -163,12 +163,8 @@ def compare(run_dirs: list[str], output_dir: str, split: str = "test") -> pd.Dat
     buf = io.StringIO()
     table.to_csv(buf, index=False)
     files.write_bytes(f"{base}/compare.csv", buf.getvalue().encode("utf-8"))
-    for name, data in pngs.items():
-        files.write_bytes(f"{base}/{report.PLOTS_DIR}/{name}", data)
-    files.write_bytes(f"{base}/compare.md", report.render_markdown(
-        "Run comparison", info, sections).encode("utf-8"))
-    files.write_bytes(f"{base}/compare.html", report.render_html(
-        "Run comparison", info, sections, pngs).encode("utf-8"))
+    report.write_report(base, title="Run comparison", info=info, sections=sections, pngs=pngs,
+                        name="compare")
     return table
 
 

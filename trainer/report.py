@@ -20,8 +20,7 @@ import pandas as pd
 from trainer import files, metrics, plots
 
 PLOTS_DIR = "plots"
-REPORT_HTML = "report.html"
-REPORT_MD = "report.md"
+REPORT_NAME = "report"  # -> report.html and report.md
 
 
 @dataclass
@@ -159,15 +158,16 @@ def render_html(title: str, info: Mapping[str, object], sections: Sequence[Secti
 
 
 def write_report(output_dir: str, *, title: str, info: Mapping[str, object],
-                 sections: Sequence[Section], pngs: Mapping[str, bytes]) -> dict[str, str]:
-    """Writes report.html, report.md and plots/*.png under output_dir (local or gs://)."""
+                 sections: Sequence[Section], pngs: Mapping[str, bytes],
+                 name: str = REPORT_NAME) -> dict[str, str]:
+    """Writes NAME.html, NAME.md and plots/*.png under output_dir (local or gs://)."""
     missing = [n for s in sections for n in s.images if n not in pngs]
     if missing:
         raise KeyError(f"sections reference plots that were not drawn: {missing}")
     base = output_dir.rstrip("/")
-    for name, data in pngs.items():
-        files.write_bytes(f"{base}/{PLOTS_DIR}/{name}", data)
-    paths = {"html": f"{base}/{REPORT_HTML}", "markdown": f"{base}/{REPORT_MD}"}
+    for png, data in pngs.items():
+        files.write_bytes(f"{base}/{PLOTS_DIR}/{png}", data)
+    paths = {"html": f"{base}/{name}.html", "markdown": f"{base}/{name}.md"}
     files.write_bytes(paths["html"], render_html(title, info, sections, pngs).encode("utf-8"))
     files.write_bytes(paths["markdown"], render_markdown(title, info, sections).encode("utf-8"))
     return paths
