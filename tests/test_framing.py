@@ -149,3 +149,57 @@ def test_served_bytes_equal_predict_images_on_the_record(tmp_path, resize):
     # The test can tell: the old framing (centre crop, no margin) misses by far more.
     old = model(np.stack([framing.decode_and_frame(r, SIZE).numpy() for r in raw]))
     assert np.abs(old.numpy().reshape(-1) - from_records).max() > 3 * AGE_TOLERANCE
+
+
+def test_plan_carries_the_records_framing_to_the_export():
+    from trainer import train
+    from trainer.config import Config
+
+    config = Config(data_dir="/d", model_dir="/m", batch_size=2)
+    stats = {"image_size": 32, "max_age": 4,
+             "splits": {"train": {"count": 4}, "validation": {"count": 2}}}
+    plan = train.make_plan(config, stats, 1)  # an output written before stats.json had them
+    assert (plan.resize, plan.margin) == framing.DEFAULT_FRAMING == ("crop", 0.0)
+    plan = train.make_plan(config, {**stats, "resize": "pad", "margin": 0.1}, 1)
+    assert (plan.resize, plan.margin) == ("pad", 0.1)
+    assert "pad, margin 0.1" in plan.describe()
+    with pytest.raises(ValueError, match=r"stats.json in '/d': resize='fit'"):
+        train.make_plan(config, {**stats, "resize": "fit"}, 1)
+
+
+def test_an_older_savedmodel_reads_as_the_old_centre_crop():
+    class Loaded:  # what tf.saved_model.load returns for an export without the variables
+        image_size = tf.Variable(32)
+
+    assert framing.read_framing(Loaded()) == ("crop", 0.0)
+
+
+def test_evaluate_reports_the_framing_and_a_mismatch(tmp_path):
+    import json
+
+    from preprocessing import schema
+    from trainer import evaluate
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with tf.io.TFRecordWriter(str(data_dir / schema.shard_name("test", 0, 1))) as writer:
+        for i in range(4):
+            record = pim.process(_encode(_photo(96, 64, i)),
+                                 pim.ImageConfig(image_size=SIZE, resize="pad", margin=0.1))
+            writer.write(schema.encode({
+                schema.IMAGE: record.jpeg, schema.HEIGHT: SIZE, schema.WIDTH: SIZE,
+                schema.ORIGINAL_HEIGHT: 64, schema.ORIGINAL_WIDTH: 96,
+                schema.FILENAME: f"{i}.png", schema.AGE: 20.0 + i, schema.ID: str(i),
+                schema.BLUR: record.blur, schema.BRIGHTNESS: record.brightness}))
+    stats = {"image_size": SIZE, "max_age": 120, "extra_columns": [], "resize": "pad",
+             "margin": 0.1, "splits": {"test": {"count": 4, "num_shards": 1,
+                                                "age_histogram": [0] * 20 + [1] * 4}}}
+    (data_dir / schema.STATS_FILE).write_text(json.dumps(stats))
+    for resize, mismatch in (("pad", False), ("crop", True)):
+        model = str(tmp_path / resize / "saved_model")
+        export.export_saved_model(_ramp_model(), model, SIZE, "regression", max_age=120,
+                                  resize=resize, margin=0.1)
+        result = evaluate.evaluate(model, str(data_dir), "test", str(tmp_path / f"out_{resize}"),
+                                   worst=0)
+        assert (result["resize"], result["margin"]) == (resize, 0.1)
+        assert ("framing_mismatch" in result) == mismatch
