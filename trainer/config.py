@@ -95,8 +95,8 @@ class Config:
         """'all', 'last_block' or the number of last backbone layers to train."""
         return self.unfreeze if self.unfreeze in ("all", "last_block") else int(self.unfreeze)
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=indent, sort_keys=True)
 
     def save(self, path: str) -> None:
         import tensorflow as tf

@@ -40,7 +40,7 @@ def main(argv):
     # First TF call of the process: multi-worker collectives and TPUs must be configured before
     # anything (even listing devices) initialises the runtime.
     strategy = distribution.create_strategy(config.distribution_strategy, config.tpu)
-    logging.info("config: %s", json.dumps(json.loads(config.to_json())))
+    logging.info("config: %s", config.to_json(indent=None))  # one line
     log_environment()
     metrics = train.run(config, strategy)
     print(json.dumps(metrics))
