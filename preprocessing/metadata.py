@@ -24,6 +24,7 @@ import os
 import struct
 from collections.abc import Iterable
 
+import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -69,12 +70,23 @@ def age_histogram(ages: Iterable[float], max_age: float) -> list[int]:
     return counts
 
 
-def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_, merged,
-                           blur_deciles) -> None:
-    """Assembles stats.json from the pipeline's per-shard summaries and writes it to staging."""
-    width = int(config.max_age) + 1
+def shard_summary(split: str, index: int, num_shards: int, ages: Iterable[float],
+                  num_bytes: int, max_age: float) -> dict:
+    """What one written shard adds to stats.json; ``split_stats`` sums them per split."""
+    ages = list(ages)
+    # The records hold float32 ages: sum those, so that mean_age is the mean a reader computes.
+    age_sum = float(np.asarray(ages, np.float32).sum(dtype=np.float64))
+    return {"split": split, "index": index, "num_shards": num_shards, "count": len(ages),
+            "num_bytes": num_bytes, "age_histogram": age_histogram(ages, max_age),
+            "age_sum": age_sum}
+
+
+def split_stats(shards: Iterable[dict], max_age: float) -> dict:
+    """stats.json's "splits": an entry for every split, summed over its shards' summaries."""
+    width = int(max_age) + 1
     splits = {name: {"count": 0, "num_shards": 0, "num_bytes": 0, "shard_lengths": [],
                      "age_histogram": [0] * width} for name in schema.SPLITS}
+    age_sums = dict.fromkeys(schema.SPLITS, 0.0)
     for shard in sorted(shards, key=lambda s: (s["split"], s["index"])):
         entry = splits[shard["split"]]
         entry["num_shards"] = shard["num_shards"]
@@ -85,6 +97,17 @@ def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_
         entry["num_bytes"] += shard["num_bytes"]
         entry["age_histogram"] = [a + b for a, b in zip(entry["age_histogram"],
                                                         shard["age_histogram"], strict=True)]
+        age_sums[shard["split"]] += shard["age_sum"]
+    for name, entry in splits.items():
+        # Exact, where the floor(age) histogram can only give the mean to within a year.
+        entry["mean_age"] = age_sums[name] / entry["count"] if entry["count"] else None
+    return splits
+
+
+def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_, merged,
+                           blur_deciles) -> None:
+    """Assembles stats.json from the pipeline's per-shard summaries and writes it to staging."""
+    splits = split_stats(shards, config.max_age)
     rejects: dict[str, int] = {}
     for reason in reasons_:
         rejects[reason] = rejects.get(reason, 0) + 1

@@ -256,10 +256,8 @@ class _WriteShard(beam.DoFn):
         path = labels.join(self.directory, schema.shard_name(name, index, num_shards))
         num_bytes = metadata.write_tfrecords(path, payloads)
         self.written.inc(len(records))
-        yield {"split": name, "index": index, "num_shards": num_shards, "count": len(records),
-               "num_bytes": num_bytes,
-               "age_histogram": metadata.age_histogram((r[schema.AGE] for r in records),
-                                                       self.max_age)}
+        yield metadata.shard_summary(name, index, num_shards, [r[schema.AGE] for r in records],
+                                     num_bytes, self.max_age)
 
 
 class WriteShards(beam.PTransform):

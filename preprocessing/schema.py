@@ -147,7 +147,8 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
 #   "extra_columns": ["gender"],           # the extra/<name> keys every record carries
 #   "max_age": 120,
 #   "splits": {"train": {"count": 400, "num_shards": 2,
-#                        "age_histogram": [c_0, c_1, ..., c_max_age]},   # floor(age) counts
+#                        "age_histogram": [c_0, c_1, ..., c_max_age],   # floor(age) counts
+#                        "mean_age": 33.71},   # exact mean of the ages written; null if empty
 #              "validation": {...}, "test": {...}},
 #   "rejects": {"bad_age": 3, ...},        # reason code (preprocessing.reasons) -> count
 #   "blur_quantiles": {"0.1": ..., "0.5": ..., "0.9": ...},

@@ -84,8 +84,11 @@ def test_counts_add_up_to_the_valid_inputs(sample, first_run):
     assert stats["duplicates_merged"] == sum(not d.conflict for d in sample.duplicates)
     total_entries = len(sample.good) + len(sample.broken) + len(sample.duplicates)
     assert stats["inputs"] == total_entries
-    for s in stats["splits"].values():
+    for name, s in stats["splits"].items():
         assert sum(s["age_histogram"]) == s["count"] == sum(s["shard_lengths"])
+        ages = _records([os.path.join(first_run["out"], n) for n in _shards(first_run["out"])
+                         if n.startswith(name + "-")])[schema.AGE]
+        assert s["mean_age"] == pytest.approx(sum(ages) / len(ages), rel=1e-12)
         assert s["num_shards"] == 2
     assert set(stats["blur_quantiles"]) == {"0.1", "0.5", "0.9"}
 
