@@ -19,8 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from bench.input_throughput import synthetic_face  # noqa: E402
+from preprocessing import fake_records  # noqa: E402
 from trainer import export  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
 
@@ -48,7 +49,8 @@ def main(argv=None) -> None:
                                      args.head, 100)
     loaded = tf.saved_model.load(path)
     rng = np.random.default_rng(0)
-    faces = [synthetic_face(rng, 200) for _ in range(64)]
+    faces = [Image.fromarray(fake_records.drawn_face(age, 200, rng))
+             for age in rng.uniform(fake_records.MIN_AGE, fake_records.MAX_AGE, 64)]
     jpegs = []
     for face in faces:
         buf = io.BytesIO()

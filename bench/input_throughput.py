@@ -2,7 +2,8 @@
 
     python -m bench.input_throughput [--image_size 96] [--backbone mobilenet_v3_small]
 
-1. Writes --num_records synthetic face-like JPEG records (preprocessing.schema) to --work_dir.
+1. Writes --num_records drawn synthetic faces as records (preprocessing.fake_records) to
+   --work_dir.
 2. Measures images/s out of trainer.data.build_dataset (read + parse + decode + augment + batch),
    for the pipeline's default augmentation, no augmentation, and - for comparison - Keras
    augmentation layers mapped over the same batches.
@@ -15,7 +16,6 @@ never limits training even when other work shares the cores).
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import time
 
@@ -24,9 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 
-from preprocessing import schema  # noqa: E402
+from preprocessing import fake_records, schema  # noqa: E402
 from trainer import data  # noqa: E402
 from trainer.augment import AugmentConfig  # noqa: E402
 
@@ -36,47 +35,6 @@ BACKBONES = {
     "efficientnet_b0": keras.applications.EfficientNetB0,
     "resnet50": keras.applications.ResNet50,
 }
-
-
-def synthetic_face(rng: np.random.Generator, size: int) -> Image.Image:
-    """A smooth face-like drawing, so JPEGs have the size and decode cost of real face crops."""
-    bg = tuple(int(v) for v in rng.integers(40, 220, 3))
-    img = Image.new("RGB", (size, size), bg)
-    draw = ImageDraw.Draw(img)
-    skin = tuple(int(v) for v in rng.integers(90, 240, 3))
-    m = size // 8
-    draw.ellipse([m, m // 2, size - m, size - m // 2], fill=skin)
-    for ex in (0.35, 0.65):  # eyes
-        x, y, r = ex * size, 0.42 * size, size / 20
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=(30, 30, 30))
-    draw.line([0.35 * size, 0.72 * size, 0.65 * size, 0.72 * size], fill=(120, 40, 40),
-              width=max(1, size // 32))
-    img = img.filter(ImageFilter.GaussianBlur(size / 96))
-    noise = rng.normal(0, 6, (size, size, 3))  # skin/sensor texture: JPEGs of a realistic size
-    return Image.fromarray(np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8))
-
-
-def write_records(work_dir: str, num_records: int, image_size: int, num_shards: int) -> float:
-    """Writes train shards; returns the mean JPEG size in bytes."""
-    os.makedirs(work_dir, exist_ok=True)
-    for old in tf.io.gfile.glob(os.path.join(work_dir, "*")):
-        tf.io.gfile.remove(old)
-    rng = np.random.default_rng(0)
-    total = 0
-    for shard in range(num_shards):
-        path = os.path.join(work_dir, schema.shard_name("train", shard, num_shards))
-        with tf.io.TFRecordWriter(path) as writer:
-            for i in range(shard, num_records, num_shards):
-                buf = io.BytesIO()
-                synthetic_face(rng, image_size).save(buf, "JPEG", quality=90)
-                total += buf.tell()
-                writer.write(schema.encode({
-                    schema.IMAGE: buf.getvalue(), schema.HEIGHT: image_size,
-                    schema.WIDTH: image_size, schema.ORIGINAL_HEIGHT: image_size,
-                    schema.ORIGINAL_WIDTH: image_size, schema.FILENAME: f"synthetic_{i}.jpg",
-                    schema.AGE: float(rng.uniform(1, 90)), schema.ID: str(i),
-                    schema.BLUR: 100.0, schema.BRIGHTNESS: 120.0}))
-    return total / num_records
 
 
 def images_per_second(ds: tf.data.Dataset, batch_size: int, warmup: int, batches: int) -> float:
@@ -150,9 +108,15 @@ def main(argv=None) -> None:
 
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, "
           f"tensorflow {tf.__version__}, image {args.image_size}px, batch {args.batch_size}")
-    mean_bytes = write_records(args.work_dir, args.num_records, args.image_size, args.num_shards)
+    os.makedirs(args.work_dir, exist_ok=True)
+    for old in tf.io.gfile.glob(os.path.join(args.work_dir, "*")):  # an earlier run's shards
+        tf.io.gfile.remove(old)
+    fake_records.write_dataset(args.work_dir, image_size=args.image_size,
+                               counts={"train": args.num_records}, shards=args.num_shards,
+                               draw=fake_records.drawn_face)
+    written = schema.load_stats(args.work_dir)["splits"]["train"]
     print(f"wrote {args.num_records} records in {args.num_shards} shards to {args.work_dir} "
-          f"(mean JPEG {mean_bytes / 1024:.1f} KiB)")
+          f"(mean record {written['num_bytes'] / written['count'] / 1024:.1f} KiB)")
 
     def pipeline(augment):
         return data.build_dataset(args.work_dir, "train", batch_size=args.batch_size,

@@ -3,7 +3,8 @@
     python -m bench.train_throughput [--backbone mobilenet_v3_small] [--image_size 96]
         [--batch_size 64] [--steps 30] [--epochs 3]
 
-1. Writes synthetic face-like JPEG records + stats.json (the preprocessing layout) to a temp dir.
+1. Writes drawn synthetic faces as records + stats.json (preprocessing.fake_records) to a
+   temp dir.
 2. Runs trainer.train.run (one_device, fine-tuning stage only, default augmentation, one
    validation step per epoch) and reads images/s per epoch from MODEL_DIR/history.json.
 3. Builds the same model with the same compile settings and runs model.fit on in-memory tensors
@@ -27,36 +28,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.input_throughput import synthetic_face  # noqa: E402
-from preprocessing import schema  # noqa: E402
+from preprocessing import fake_records, schema  # noqa: E402
 from trainer import train  # noqa: E402
 from trainer.config import Config  # noqa: E402
-
-
-def write_data(out_dir: str, image_size: int, counts: dict) -> None:
-    import io
-
-    rng = np.random.default_rng(0)
-    stats = {"image_size": image_size, "extra_columns": [], "max_age": 100, "splits": {}}
-    for split, count in counts.items():
-        ages = rng.uniform(1, 90, count)
-        stats["splits"][split] = {"count": count, "num_shards": 2, "age_histogram": np.bincount(
-            ages.astype(int), minlength=101).tolist()}
-        writers = [tf.io.TFRecordWriter(f"{out_dir}/{schema.shard_name(split, i, 2)}")
-                   for i in range(2)]
-        for i, age in enumerate(ages):
-            buf = io.BytesIO()
-            synthetic_face(rng, image_size).save(buf, format="JPEG", quality=90)
-            writers[i % 2].write(schema.encode({
-                schema.IMAGE: buf.getvalue(), schema.HEIGHT: image_size,
-                schema.WIDTH: image_size, schema.ORIGINAL_HEIGHT: image_size,
-                schema.ORIGINAL_WIDTH: image_size, schema.FILENAME: f"{i}.jpg",
-                schema.AGE: float(age), schema.ID: f"{split}{i}", schema.BLUR: 1.0,
-                schema.BRIGHTNESS: 0.5}))
-        for w in writers:
-            w.close()
-    with open(f"{out_dir}/{schema.STATS_FILE}", "w") as f:
-        json.dump(stats, f)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -81,7 +55,8 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=3)
     args = p.parse_args(argv)
     work = tempfile.mkdtemp(prefix="train_throughput_")
-    write_data(work, args.image_size, {"train": args.batch_size * args.steps,
+    fake_records.write_dataset(work, image_size=args.image_size, draw=fake_records.drawn_face,
+                               counts={"train": args.batch_size * args.steps,
                                        "validation": args.batch_size})
     config = Config(data_dir=work, model_dir=work + "/model", backbone=args.backbone,
                     weights="none", batch_size=args.batch_size, epochs=args.epochs,

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from trainer_records import write_dataset
 
+from preprocessing.fake_records import write_dataset
 from trainer import compare, evaluate, metrics, train
 from trainer.config import Config
 

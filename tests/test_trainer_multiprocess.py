@@ -9,7 +9,8 @@ import sys
 import time
 
 import pytest
-from trainer_records import write_dataset
+
+from preprocessing.fake_records import write_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow

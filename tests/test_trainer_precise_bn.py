@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from trainer_records import write_dataset
 
 from preprocessing import schema
+from preprocessing.fake_records import write_dataset
 from trainer import distribution, precise_bn, train
 from trainer import model as model_lib
 from trainer.config import Config

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from trainer_records import face_like, write_dataset
 
 from preprocessing import schema
+from preprocessing.fake_records import signal_image, write_dataset
 from trainer import data, distribution, export, framing, train
 from trainer import model as model_lib
 from trainer.config import Config
@@ -89,7 +89,7 @@ def test_run_writes_the_output_contract(data_dir, tmp_path):
         min(float(r["val_mae"]) for r in rows), rel=1e-4)  # the best epoch's weights
     loaded = tf.saved_model.load(str(model_dir / "saved_model"))
     out = loaded.signatures["serving_default"](
-        image_bytes=tf.constant([_png(face_like(30.0, 40, np.random.default_rng(0)))]))
+        image_bytes=tf.constant([_png(signal_image(30.0, 40, np.random.default_rng(0)))]))
     assert out["age"].shape == (1,) and out["age_distribution"].shape == (1, 101)
     assert not (model_dir / "checkpoints" / "backup").exists()  # resume state removed at the end
 
