@@ -141,7 +141,9 @@ _WORKER = """
 import json, sys
 sys.path.insert(0, sys.argv[2])
 from test_trainer_precise_bn import _recalibrated_stats
-replicas, batches, copies = _recalibrated_stats(sys.argv[1], "multi_worker_mirrored")
+from trainer import distribution
+strategy = distribution.create_strategy("multi_worker_mirrored")
+replicas, batches, copies = _recalibrated_stats(sys.argv[1], "multi_worker_mirrored", strategy)
 print(json.dumps([replicas, batches, [[c.numpy().tolist() for stat in layer for c in stat]
                                        for layer in copies]]))
 """
