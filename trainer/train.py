@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from preprocessing import schema
 from trainer import callbacks as cb
-from trainer import data, distribution, framing, losses, schedule, weighting
+from trainer import data, distribution, files, framing, losses, schedule, weighting
 from trainer import model as model_lib
 from trainer.augment import AugmentConfig
 from trainer.config import Config, with_dirs
@@ -265,11 +265,9 @@ def fit_stage(model, config: Config, plan: Plan, stage: str, first_epoch: int, l
 
 
 def _backed_up_epoch(backup_dir: str) -> int | None:
-    path = backup_dir + "/training_metadata.json"
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return int(json.load(f)["epoch"])
+    """The last epoch BackupAndRestore saved in this stage's backup dir, or None."""
+    metadata = files.read_json(backup_dir + "/training_metadata.json")
+    return None if metadata is None else int(metadata["epoch"])
 
 
 def evaluate(model: keras.Model, val_ds, plan: Plan, strategy) -> dict:
@@ -325,7 +323,7 @@ def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
         metrics["epochs"] = config.epochs
         metrics["resize"], metrics["margin"] = plan.resize, plan.margin  # the served framing
         logging.info("validation: %s", metrics)
-        cb.write_text(dirs.model_dir + "/metrics.json", json.dumps(metrics, indent=2) + "\n")
+        files.write_text(dirs.model_dir + "/metrics.json", json.dumps(metrics, indent=2) + "\n")
         if config.export:
             from trainer import export  # only needed at the end
             export.export_saved_model(model, dirs.model_dir + "/saved_model", plan.image_size,
