@@ -33,7 +33,7 @@ lint: $(STAMP)
 bench: bench-preprocess bench-input bench-train bench-export
 
 bench-preprocess: $(STAMP)
-	$(PY) -m bench.preprocess_throughput --data_dir=$(UTKFACE)
+	$(PY) -m bench.preprocess_throughput --data_dir=$(UTKFACE) --limit=20107
 
 bench-input: $(STAMP)
 	$(PY) -m bench.input_throughput
