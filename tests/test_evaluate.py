@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from fixed_models import mean_colour_model
 from PIL import Image
 
 from preprocessing import schema
@@ -52,18 +52,7 @@ def _write_data(root, n_test=N_TEST, seed=0):
 
 
 def _left_half_model():
-    """A tiny Keras model with fixed weights: age = 80 * mean(left half of the image) / 255 + 5.
-
-    Looking only at the left half makes the prediction change under a horizontal flip, so the
-    test can tell whether --tta_flip really averaged the two.
-    """
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Cropping2D(((0, 0), (0, SIZE // 2)))(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    dense = keras.layers.Dense(1)
-    outputs = dense(x)
-    dense.set_weights([np.full((3, 1), 80.0 / (255.0 * 3)), np.array([5.0])])
-    return keras.Model(inputs, outputs)
+    return mean_colour_model(SIZE, left_half=True)
 
 
 def _export(model_dir):

@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
+from fixed_models import mean_colour_model
 from PIL import Image
 
 from trainer import export, predict
@@ -25,13 +25,7 @@ def test_predict_and_serve_import_together():
 
 
 def _mean_colour_model():
-    """age = 80 * mean(pixel) / 255 + 5, fixed weights: the expected ages are known exactly."""
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.GlobalAveragePooling2D()(inputs)
-    dense = keras.layers.Dense(1)
-    outputs = dense(x)
-    dense.set_weights([np.full((3, 1), 80.0 / (255.0 * 3)), np.array([5.0])])
-    return keras.Model(inputs, outputs)
+    return mean_colour_model(SIZE)
 
 
 def test_cli_takes_a_trainer_model_dir(tmp_path):
