@@ -53,7 +53,8 @@ def encode(record: Mapping[str, Any], extra_columns: Sequence[str] = ()) -> byte
     Every extra column is written for every record (empty string when missing) because the
     reader parses fixed-length features and TFDS requires each declared feature.
     """
-    import tensorflow as tf  # Imported lazily: Beam pickles this module onto workers.
+    # Plain-Python wire format: no TensorFlow import on the Beam workers (example_proto.py).
+    from preprocessing.example_proto import BYTES, FLOAT, INT64, serialize_example
 
     feature = {}
     for key in CORE_KEYS:
@@ -62,20 +63,17 @@ def encode(record: Mapping[str, Any], extra_columns: Sequence[str] = ()) -> byte
         value = record[key]
         if key in _BYTES:
             value = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+            feature[key] = (BYTES, [value])
         elif key in _INTS:
-            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+            feature[key] = (INT64, [int(value)])
         else:
-            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+            feature[key] = (FLOAT, [float(value)])
     extras = record.get("extra", {}) or {}
     for name in extra_columns:
         text = "" if extras.get(name) is None else str(extras[name])
-        feature[extra_key(name)] = tf.train.Feature(
-            bytes_list=tf.train.BytesList(value=[text.encode("utf-8")]))
-    # deterministic=True: protobuf map order otherwise follows per-process string hashing, and
-    # the same inputs should give byte-identical shards from any process or runner.
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString(deterministic=True)
+        feature[extra_key(name)] = (BYTES, [text.encode("utf-8")])
+    # Deterministic (sorted keys): the same inputs give byte-identical shards from any process.
+    return serialize_example(feature)
 
 
 def feature_spec(extra_columns: Sequence[str] = ()) -> dict:
