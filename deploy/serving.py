@@ -9,6 +9,11 @@ prebuilt Vertex AI TensorFlow container speaks) sends one JSON object per instan
 name, and binary strings as ``{"b64": "<base64>"}``. So each image is
 ``{"image_bytes": {"b64": "..."}}``. (A signature with a single input also accepts the bare
 ``{"b64": ...}`` instance; naming the input keeps working if the signature ever grows.)
+
+EXIF orientation. ``serving_default`` decodes with TensorFlow, which ignores EXIF, while
+preprocessing trained on photos turned upright. So a file whose EXIF orientation is not 1 is sent
+as its upright image re-encoded as lossless PNG (trainer.orientation, the same decode
+preprocessing used); every other file is sent byte for byte.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deploy import gcs, machines
+from trainer.orientation import oriented_bytes
 
 INPUT_NAME = "image_bytes"
 # The newest TensorFlow prediction image the aiplatform SDK lists (constants/prediction.py).
@@ -129,7 +135,12 @@ def predict_requests(endpoint: str, paths: Sequence[str | Path], input_name: str
     groups: list[tuple[list[str], list[dict]]] = []
     size = 0
     for path in paths:
-        inst = instance(read_image(path), input_name)
+        data = read_image(path)
+        try:
+            data = oriented_bytes(data)
+        except ValueError as e:  # an EXIF-tagged file whose pixels do not decode
+            raise ValueError(f"image {path}: {e}") from None
+        inst = instance(data, input_name)
         item = len(inst[input_name]["b64"]) + len(input_name) + 20  # JSON punctuation
         if item > max_bytes:
             raise ValueError(f"image {path} is {item} bytes as base64 JSON, over the "

@@ -192,3 +192,30 @@ def test_predict_instances_feed_the_exported_serving_signature(tmp_path, head):
                                                                           strict=True)]
     ages = [serving.age_of(row) for row in rows]
     assert len(ages) == 2 and all(0.0 <= a <= 100.0 for a in ages)
+
+
+def test_predict_sends_exif_oriented_photos_upright_and_others_untouched(tmp_path):
+    import numpy as np
+    from exif_images import ORIENTATION, save_sideways, upright_face
+    from PIL import ImageOps
+
+    face = upright_face()
+    sideways = save_sideways(face, tmp_path / "sideways.jpg", 6)
+    plain = make_image(tmp_path / "plain.jpg", "JPEG")
+    tagged_upright = tmp_path / "tagged_upright.jpg"  # orientation 1: nothing to do
+    exif = Image.Exif()
+    exif[ORIENTATION] = 1
+    face.save(tagged_upright, "JPEG", exif=exif.tobytes())
+    proc = serve_cli("predict", "--project=my-proj", "--region=us-central1", "--endpoint=7",
+                     "--dry_run", str(sideways), str(plain), str(tagged_upright))
+    assert proc.returncode == 0, proc.stderr
+    [call] = json.loads(proc.stdout)
+    sent = [base64.b64decode(i["image_bytes"]["b64"]) for i in call["request"]["instances"]]
+    assert sent[1:] == [plain.read_bytes(), tagged_upright.read_bytes()]  # byte-identical
+    with Image.open(io.BytesIO(sent[0])) as served, Image.open(sideways) as stored:
+        assert served.format == "PNG" and served.size == face.size == (48, 32)
+        assert not served.getexif().get(ORIENTATION)  # nothing left for a viewer to re-rotate
+        upright = ImageOps.exif_transpose(stored)
+        # Lossless: exactly the pixels PIL shows for the stored file, i.e. the upright face.
+        assert np.array_equal(np.asarray(served.convert("RGB")), np.asarray(upright))
+    assert np.abs(np.asarray(upright, np.float32) - np.asarray(face, np.float32)).max() < 8

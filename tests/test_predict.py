@@ -53,3 +53,31 @@ def test_cli_takes_a_trainer_model_dir(tmp_path):
 def test_a_model_path_that_is_neither_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither a SavedModel .* nor a trainer MODEL_DIR"):
         predict.load(str(tmp_path))
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_exif_oriented_photo_predicts_as_its_upright_copy(tmp_path, orientation):
+    import tensorflow as tf
+    from exif_images import save_sideways, upright_face
+    from PIL import ImageOps
+
+    saved = export.export_saved_model(mean_colour_model(SIZE, left_half=True),
+                                      str(tmp_path / "sm"), SIZE, "regression", max_age=120)
+    loaded = predict.load(saved)
+    face = upright_face()
+    sideways = save_sideways(face, tmp_path / "sideways.jpg", orientation)
+    with Image.open(sideways) as stored:
+        assert stored.size == (32, 48)  # stored portrait, shown landscape
+        shown = np.asarray(ImageOps.exif_transpose(stored), np.float32)
+    assert np.abs(shown - np.asarray(face, np.float32)).max() < 8  # JPEG noise only
+    upright = tmp_path / "upright.png"
+    face.save(upright)  # no EXIF
+    images, ok, errors = predict.read_images([str(sideways), str(upright)], SIZE)
+    assert not errors and ok == [str(sideways), str(upright)]
+    ages = predict.predict_ages(loaded, images)
+    assert abs(ages[1] - 5.0) < 0.5  # the black left half, as trained
+    np.testing.assert_allclose(ages[0], ages[1], atol=0.5)
+    # Without orienting, serving_default (TF ignores EXIF) sees a half-white left half.
+    raw = loaded.signatures["serving_default"](
+        image_bytes=tf.constant([sideways.read_bytes()]))["age"].numpy()
+    assert abs(raw[0] - ages[1]) > 20

@@ -7,12 +7,16 @@ dex models add "age_distribution" float32 [None, max_age + 1].
 
 ``serving_default`` takes raw photos and frames each one exactly as preprocessing framed the
 training records (trainer.framing: the same decode, ``margin`` trim, ``resize`` crop or pad and
-bicubic resize to the model's input size). ``predict_images`` takes faces that are framed already,
-such as the decoded records trainer.evaluate feeds or what trainer.predict prepares: it only
-brings them to the input size with the same resize mode, and does not trim the margin a second
-time. Both then call the Keras model, whose first layers are the backbone's own preprocessing:
-serving and training share one code path. The prediction is clamped to [0, max_age] here and
-only here (in training a clamp would zero the gradient of out-of-range guesses).
+bicubic resize to the model's input size). It does not read EXIF (TensorFlow's decoders ignore
+it, while preprocessing turned every photo upright), so a sideways-stored phone photo would be
+framed sideways: the project's clients (trainer.predict, ``deploy.serve predict``) orient such
+files first (trainer.orientation) and other callers should too. ``predict_images`` takes faces
+that are framed already, such as the decoded records trainer.evaluate feeds or what
+trainer.predict prepares: it only brings them to the input size with the same resize mode, and
+does not trim the margin a second time. Both then call the Keras model, whose first layers are
+the backbone's own preprocessing: serving and training share one code path. The prediction is
+clamped to [0, max_age] here and only here (in training a clamp would zero the gradient of
+out-of-range guesses).
 
 The framing settings are stored in the SavedModel next to the image size
 (``image_size``, ``resize``, ``margin`` variables; ``framing.read_framing`` reads them back).

@@ -7,7 +7,9 @@ itself, found the same way as trainer.evaluate finds it.
 Each image is framed as the serving signature frames it, i.e. as preprocessing framed the
 training records (trainer.framing, with the ``resize`` mode and ``margin`` stored in the
 SavedModel; a SavedModel exported before they were stored gets a centre crop with no margin, as
-before), then goes through the model's ``predict_images`` signature. ``--tta_flip``
+before), then goes through the model's ``predict_images`` signature. A photo with an EXIF
+orientation is first turned upright as preprocessing turned it (trainer.orientation: TF's
+decoders, and so ``serving_default``, ignore EXIF). ``--tta_flip``
 averages the prediction of the image and its mirror image. Unreadable images are reported on
 stderr and skipped; the exit status is non-zero only when no image could be predicted.
 """
@@ -34,13 +36,18 @@ def read_images(paths, image_size: int, resize: str = "crop", margin: float = 0.
     """(framed float32 [N, S, S, 3], readable paths, {path: error}) for a list of files."""
     import tensorflow as tf
 
-    from trainer.framing import decode_and_frame
+    from trainer.framing import decode_and_frame, draft_size
+    from trainer.orientation import oriented_bytes
 
     images, ok, errors = [], [], {}
+    draft = draft_size(image_size, margin)
     for path in paths:
         try:
             with tf.io.gfile.GFile(path, "rb") as f:
-                images.append(decode_and_frame(f.read(), image_size, resize, margin).numpy())
+                # Upright first (TF ignores EXIF; preprocessing applied it), then the very
+                # framing serving_default traces: sideways phone photos predict as they trained.
+                data = oriented_bytes(f.read(), draft)
+            images.append(decode_and_frame(data, image_size, resize, margin).numpy())
             ok.append(path)
         except (tf.errors.OpError, OSError, ValueError) as e:
             errors[path] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
