@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,48 +23,10 @@ import tensorflow as tf
 
 from preprocessing import schema
 from trainer import data, files, framing, metrics, report
+from trainer.predict import load_predict_fn, locate_model, predict_batch
 
-SAVED_MODEL_SUBDIR = "saved_model"
-PREDICT_SIGNATURE = "predict_images"
 PREDICTIONS_CSV = "predictions.csv"
 METRICS_JSON = "metrics.json"
-
-
-@dataclass(frozen=True)
-class ModelLocation:
-    saved_model: str  # directory holding saved_model.pb
-    model_dir: str | None  # the trainer's MODEL_DIR when known (config.json, history.csv)
-
-
-def locate_model(path: str) -> ModelLocation:
-    """MODEL_DIR or SavedModel dir -> both paths; a clear error when it is neither."""
-    path = path.rstrip("/")
-    if files.exists(f"{path}/{SAVED_MODEL_SUBDIR}/saved_model.pb"):
-        return ModelLocation(f"{path}/{SAVED_MODEL_SUBDIR}", path)
-    if files.exists(f"{path}/saved_model.pb"):
-        parent = path.rsplit("/", 1)[0] if "/" in path else "."
-        known = any(files.exists(f"{parent}/{f}") for f in ("config.json", "history.csv"))
-        return ModelLocation(path, parent if known else None)
-    raise FileNotFoundError(
-        f"--model={path!r}: neither a SavedModel (no saved_model.pb) nor a trainer MODEL_DIR "
-        f"(no {SAVED_MODEL_SUBDIR}/saved_model.pb). Point it at the trainer's --model_dir.")
-
-
-def load_predict_fn(saved_model: str):
-    """The SavedModel's predict_images signature as images [B,H,W,3] 0..255 -> ages [B]."""
-    loaded = tf.saved_model.load(saved_model)
-    if PREDICT_SIGNATURE not in loaded.signatures:
-        raise ValueError(f"{saved_model} has no {PREDICT_SIGNATURE!r} signature (has "
-                         f"{sorted(loaded.signatures)}): was it exported by trainer.export?")
-    signature = loaded.signatures[PREDICT_SIGNATURE]
-    input_name = next(iter(signature.structured_input_signature[1]))
-
-    def predict(images: tf.Tensor) -> np.ndarray:
-        out = signature(**{input_name: tf.convert_to_tensor(images, tf.float32)})
-        return out["age"].numpy().reshape(-1)
-
-    predict.keep_alive = loaded  # the signature needs its object graph alive
-    return predict
 
 
 def _text(values) -> list[str]:
@@ -97,8 +58,7 @@ def predict_split(predict_fn, data_dir: str, split: str, *, batch_size: int, ima
                   ) -> tuple[pd.DataFrame, list[np.ndarray], list[int]]:
     """Runs the model over a split: predictions frame, worst images and their row numbers.
 
-    With tta_flip the prediction is the mean of the image's and its mirror's. For a dex head that
-    equals the expectation of the averaged distributions, since the expectation is linear.
+    With tta_flip the prediction is the mean of the image's and its mirror's (predict_batch).
     """
     ds = data.build_dataset(data_dir, split, batch_size=batch_size, image_size=image_size,
                             training=False, extra_columns=tuple(extra_columns),
@@ -107,9 +67,7 @@ def predict_split(predict_fn, data_dir: str, split: str, *, batch_size: int, ima
                                *extra_columns)}
     keeper = _WorstKeeper(worst)
     for images, ages, meta in ds:
-        pred = predict_fn(images)
-        if tta_flip:
-            pred = (pred + predict_fn(tf.image.flip_left_right(images))) / 2.0
+        pred = predict_batch(predict_fn, images, tta_flip)
         true = ages.numpy().astype(np.float64)
         keeper.add(np.abs(pred - true), images.numpy(), len(columns["id"]))
         columns["id"] += _text(meta["id"].numpy())

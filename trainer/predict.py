@@ -3,7 +3,7 @@
     python -m trainer.predict --model=MODEL_DIR [--tta_flip] [--predict_batch_size=32] IMAGES...
 
 ``--model`` is a trainer MODEL_DIR (its ``saved_model/`` is used) or a SavedModel directory
-itself, found the same way as trainer.evaluate finds it.
+itself (locate_model, which trainer.evaluate uses too).
 Each image is framed as the serving signature frames it, i.e. as preprocessing framed the
 training records (trainer.framing, with the ``resize`` mode and ``margin`` stored in the
 SavedModel; a SavedModel exported before they were stored gets a centre crop with no margin, as
@@ -18,18 +18,79 @@ from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 from absl import app, flags
+
+SAVED_MODEL_SUBDIR = "saved_model"
+PREDICT_SIGNATURE = "predict_images"
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    saved_model: str  # directory holding saved_model.pb
+    model_dir: str | None  # the trainer's MODEL_DIR when known (config.json, history.csv)
+
+
+def locate_model(path: str) -> ModelLocation:
+    """MODEL_DIR or SavedModel dir -> both paths; a clear error when it is neither."""
+    from trainer import files
+
+    path = path.rstrip("/")
+    if files.exists(f"{path}/{SAVED_MODEL_SUBDIR}/saved_model.pb"):
+        return ModelLocation(f"{path}/{SAVED_MODEL_SUBDIR}", path)
+    if files.exists(f"{path}/saved_model.pb"):
+        parent = path.rsplit("/", 1)[0] if "/" in path else "."
+        known = any(files.exists(f"{parent}/{f}") for f in ("config.json", "history.csv"))
+        return ModelLocation(path, parent if known else None)
+    raise FileNotFoundError(
+        f"--model={path!r}: neither a SavedModel (no saved_model.pb) nor a trainer MODEL_DIR "
+        f"(no {SAVED_MODEL_SUBDIR}/saved_model.pb). Point it at the trainer's --model_dir.")
 
 
 def load(path: str):
     """A trainer MODEL_DIR or a SavedModel directory -> the loaded SavedModel."""
     import tensorflow as tf
 
-    from trainer.evaluate import locate_model
-
     return tf.saved_model.load(locate_model(path).saved_model)
+
+
+def predict_fn_of(loaded, where: str = "the SavedModel"):
+    """The loaded SavedModel's predict_images signature as images [B,H,W,3] 0..255 -> ages [B]."""
+    import tensorflow as tf
+
+    if PREDICT_SIGNATURE not in loaded.signatures:
+        raise ValueError(f"{where} has no {PREDICT_SIGNATURE!r} signature (has "
+                         f"{sorted(loaded.signatures)}): was it exported by trainer.export?")
+    signature = loaded.signatures[PREDICT_SIGNATURE]
+    input_name = next(iter(signature.structured_input_signature[1]))
+
+    def predict(images) -> np.ndarray:
+        out = signature(**{input_name: tf.convert_to_tensor(images, tf.float32)})
+        return out["age"].numpy().reshape(-1)
+
+    predict.keep_alive = loaded  # the signature needs its object graph alive
+    return predict
+
+
+def load_predict_fn(saved_model: str):
+    import tensorflow as tf
+
+    return predict_fn_of(tf.saved_model.load(saved_model), saved_model)
+
+
+def predict_batch(predict_fn, images, tta_flip: bool = False) -> np.ndarray:
+    """Ages [B] for a batch; with tta_flip the mean of the image's and its mirror's prediction.
+
+    For a dex head that equals the expectation of the averaged distributions (it is linear).
+    """
+    import tensorflow as tf
+
+    pred = predict_fn(images)
+    if tta_flip:
+        pred = (pred + predict_fn(tf.image.flip_left_right(images))) / 2.0
+    return pred
 
 
 def read_images(paths, image_size: int, resize: str = "crop", margin: float = 0.0):
@@ -58,16 +119,9 @@ def read_images(paths, image_size: int, resize: str = "crop", margin: float = 0.
 def predict_ages(loaded, images: np.ndarray, tta_flip: bool = False,
                  batch_size: int = 32) -> np.ndarray:
     """Ages [N] for framed images (read_images, decoded records), via predict_images."""
-    import tensorflow as tf
-
-    fn = loaded.signatures["predict_images"]
-    out = []
-    for start in range(0, len(images), batch_size):
-        batch = tf.constant(images[start:start + batch_size], tf.float32)
-        age = fn(images=batch)["age"].numpy()
-        if tta_flip:
-            age = 0.5 * (age + fn(images=tf.reverse(batch, axis=[2]))["age"].numpy())
-        out.append(age)
+    predict_fn = predict_fn_of(loaded)
+    out = [predict_batch(predict_fn, images[start:start + batch_size], tta_flip)
+           for start in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
