@@ -36,11 +36,11 @@ SHARD_GLOB = "{split}-*-of-*"
 STATS_FILE = "stats.json"
 ERRORS_DIR = "errors"
 
-_BYTES = {IMAGE, FILENAME, ID}
-_INTS = {HEIGHT, WIDTH, ORIGINAL_HEIGHT, ORIGINAL_WIDTH}
-_FLOATS = {AGE, BLUR, BRIGHTNESS}
-CORE_KEYS = (IMAGE, HEIGHT, WIDTH, ORIGINAL_HEIGHT, ORIGINAL_WIDTH, FILENAME, AGE, ID, BLUR,
-             BRIGHTNESS)
+# Every core key and how it is stored: the one table that encode and feature_spec follow.
+_KIND = {IMAGE: "bytes", HEIGHT: "int64", WIDTH: "int64", ORIGINAL_HEIGHT: "int64",
+         ORIGINAL_WIDTH: "int64", FILENAME: "bytes", AGE: "float", ID: "bytes", BLUR: "float",
+         BRIGHTNESS: "float"}
+CORE_KEYS = tuple(_KIND)
 
 
 def extra_key(name: str) -> str:
@@ -60,11 +60,11 @@ def encode(record: Mapping[str, Any], extra_columns: Sequence[str] = ()) -> byte
     for key in CORE_KEYS:
         if key not in record:
             raise KeyError(f"record for {record.get(FILENAME, '?')!r} lacks schema field {key!r}")
-        value = record[key]
-        if key in _BYTES:
+        value, kind = record[key], _KIND[key]
+        if kind == "bytes":
             value = value.encode("utf-8") if isinstance(value, str) else bytes(value)
             feature[key] = (BYTES, [value])
-        elif key in _INTS:
+        elif kind == "int64":
             feature[key] = (INT64, [int(value)])
         else:
             feature[key] = (FLOAT, [float(value)])
@@ -80,14 +80,8 @@ def feature_spec(extra_columns: Sequence[str] = ()) -> dict:
     """The ``tf.io.parse_example`` spec for records written by ``encode``."""
     import tensorflow as tf
 
-    spec = {}
-    for key in CORE_KEYS:
-        if key in _BYTES:
-            spec[key] = tf.io.FixedLenFeature([], tf.string)
-        elif key in _INTS:
-            spec[key] = tf.io.FixedLenFeature([], tf.int64)
-        else:
-            spec[key] = tf.io.FixedLenFeature([], tf.float32)
+    dtypes = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}
+    spec = {key: tf.io.FixedLenFeature([], dtypes[kind]) for key, kind in _KIND.items()}
     for name in extra_columns:
         spec[extra_key(name)] = tf.io.FixedLenFeature([], tf.string, default_value="")
     return spec
