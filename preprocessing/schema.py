@@ -2,9 +2,9 @@
 
 Every face becomes one ``tf.train.Example``. The feature names, dtypes and defaults live here
 and nowhere else: ``encode`` is what preprocessing writes, ``parse`` is what the trainer reads,
-and ``tfds_features`` describes the same bytes to TFDS so that
-``tfds.builder_from_directory(output_dir)`` loads the splits. A write-then-read test pins all three
-to each other.
+and ``tfds_features_json`` describes the same bytes to TFDS (the features.json that
+``tfds.builder_from_directory(output_dir)`` reads to load the splits). Write-then-read tests pin
+all three to each other, and the JSON to what TFDS itself writes.
 
 Extra label columns (gender, race, a subject id, APPA-REAL's apparent age, ...) are carried
 generically as strings under ``extra/<name>``; the list of names for a data set is stored in
@@ -36,7 +36,8 @@ SHARD_GLOB = "{split}-*-of-*"
 STATS_FILE = "stats.json"
 ERRORS_DIR = "errors"
 
-# Every core key and how it is stored: the one table that encode and feature_spec follow.
+# Every core key and how it is stored: the one table that encode, feature_spec and
+# tfds_features_json follow.
 _KIND = {IMAGE: "bytes", HEIGHT: "int64", WIDTH: "int64", ORIGINAL_HEIGHT: "int64",
          ORIGINAL_WIDTH: "int64", FILENAME: "bytes", AGE: "float", ID: "bytes", BLUR: "float",
          BRIGHTNESS: "float"}
@@ -101,32 +102,46 @@ def parse(serialized, extra_columns: Sequence[str] = ()) -> dict:
     return tf.io.parse_example(serialized, spec)
 
 
-def tfds_features(image_size: int, extra_columns: Sequence[str] = ()):
-    """The same records described as a TFDS FeaturesDict (nested by the '/' in each key)."""
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
+# features.json as TFDS 4.9 writes it (FeatureConnector.save_config) for these records. Written as
+# plain JSON so that publishing the metadata needs no TensorFlow; tests/test_tfds_metadata.py pins
+# it to what tfds.features writes for the same FeaturesDict.
+_TFDS_CLASS = "tensorflow_datasets.core.features."
+_TFDS_DTYPE = {"int64": "int64", "float": "float32"}
 
-    text = tfds.features.Text
-    image = {
-        "encoded": tfds.features.Image(shape=(image_size, image_size, 3), encoding_format="jpeg"),
-        "height": tfds.features.Tensor(shape=(), dtype=tf.int64),
-        "width": tfds.features.Tensor(shape=(), dtype=tf.int64),
-        "original_height": tfds.features.Tensor(shape=(), dtype=tf.int64),
-        "original_width": tfds.features.Tensor(shape=(), dtype=tf.int64),
-        "filename": text(),
-    }
-    features = {
-        "image": tfds.features.FeaturesDict(image),
-        "age": tfds.features.Tensor(shape=(), dtype=tf.float32),
-        "id": text(),
-        "quality": tfds.features.FeaturesDict({
-            "blur": tfds.features.Tensor(shape=(), dtype=tf.float32),
-            "brightness": tfds.features.Tensor(shape=(), dtype=tf.float32),
-        }),
-    }
-    if extra_columns:
-        features["extra"] = tfds.features.FeaturesDict({name: text() for name in extra_columns})
-    return tfds.features.FeaturesDict(features)
+
+def _tfds_leaf(key: str, kind: str, image_size: int) -> dict:
+    if key == IMAGE:  # the one bytes feature that is not text: TFDS decodes it to uint8 pixels
+        return {"pythonClassName": _TFDS_CLASS + "image_feature.Image",
+                "image": {"shape": {"dimensions": [str(image_size), str(image_size), "3"]},
+                          "dtype": "uint8", "encodingFormat": "jpeg"}}
+    if kind == "bytes":
+        return {"pythonClassName": _TFDS_CLASS + "text_feature.Text", "text": {}}
+    return {"pythonClassName": _TFDS_CLASS + "tensor_feature.Tensor",
+            "tensor": {"shape": {}, "dtype": _TFDS_DTYPE[kind], "encoding": "none"}}
+
+
+def _tfds_features_dict(features: dict) -> dict:
+    return {"pythonClassName": _TFDS_CLASS + "features_dict.FeaturesDict",
+            "featuresDict": {"features": features}}
+
+
+def tfds_features_json(image_size: int, extra_columns: Sequence[str] = ()) -> dict:
+    """features.json for these records: a TFDS FeaturesDict, nested at the first "/" of a key."""
+    leaves = {key: _tfds_leaf(key, kind, image_size) for key, kind in _KIND.items()}
+    leaves.update({extra_key(name): _tfds_leaf(extra_key(name), "bytes", image_size)
+                   for name in extra_columns})
+    # One level of nesting, at the first '/': an extra column named "a/b" stays one feature
+    # under "extra", as it does in a FeaturesDict built from {name: Text()}.
+    features: dict = {}
+    groups: dict = {}
+    for key, leaf in leaves.items():
+        head, slash, rest = key.partition("/")
+        if slash:
+            groups.setdefault(head, {})[rest] = leaf
+        else:
+            features[key] = leaf
+    features.update({head: _tfds_features_dict(group) for head, group in groups.items()})
+    return _tfds_features_dict(features)
 
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
