@@ -26,7 +26,7 @@ import statistics
 import tempfile
 import time
 
-from preprocessing import images, metadata, options, pipeline, schema, split
+from preprocessing import images, metadata, options, pipeline, records, schema
 
 _CONFIG: images.ImageConfig | None = None
 
@@ -45,12 +45,7 @@ def _one_image(task):
         image = images.process(data, _CONFIG)
     except images.ImageError:
         return None
-    record = {schema.IMAGE: image.jpeg, schema.HEIGHT: image.height, schema.WIDTH: image.width,
-              schema.ORIGINAL_HEIGHT: image.original_height,
-              schema.ORIGINAL_WIDTH: image.original_width, schema.FILENAME: file_name,
-              schema.AGE: age, schema.ID: split.record_id(data), schema.BLUR: image.blur,
-              schema.BRIGHTNESS: image.brightness, "extra": extra}
-    return schema.encode(record, list(extra))
+    return schema.encode(records.face_record(file_name, age, extra, image, data), list(extra))
 
 
 def plain_loop(tasks, config, workers: int, output_path: str) -> tuple[int, float]:

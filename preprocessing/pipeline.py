@@ -1,13 +1,20 @@
 """The Beam graph: named composite transforms, and ``run`` which tests and run.py both call.
 
-    ReadLabels -> RejectDuplicateFileNames -> LoadImages -> DropExactDuplicates -> AssignSplits
-      -> WriteShards (staging) ; every stage's rejects -> WriteErrors ; counts -> WriteStats
+    ReadLabels -> PlanShards (shards per split, a side input of LoadImages)
+    ReadLabels -> RejectDuplicateFileNames -> LoadImages -> Example bytes keyed by their shard
+                                              LoadImages -> claims -> ResolveDuplicates
+    Example bytes + duplicate verdicts (side input) -> WriteShards (staging)
+    every stage's rejects -> WriteErrors ; shard summaries, rejects, merges -> WriteStats
 
-Every stage returns (good, rejects): nothing is dropped silently. "Which records go to which
-split and shard" (AssignSplits, pure functions in split.py) is kept apart from "one file -> one
-record" (LoadImages, pure functions in images.py). Shards are written into OUT/.staging and only
-moved into OUT by ``metadata.publish`` after the whole pipeline succeeded and wrote at least one
-record (an all-rejected run leaves OUT as it was; its errors stay in OUT/.staging/errors/).
+Every stage returns (good, rejects): nothing is dropped silently. The encoded images cross one
+shuffle, GroupByShard: the shard plan comes from the label rows (split.py), and duplicates are
+decided on small claims (dedup.py) whose verdicts the shard writer applies. On the DirectRunner
+each extra shuffle of the images cost about a sixth of the job's time; on Dataflow it is
+shuffle bytes. The per-record work is pure functions (images, records, split, dedup) that
+tests and the benchmark's plain loop call without a pipeline. Shards are written into
+OUT/.staging and only moved into OUT by ``metadata.publish`` after the whole pipeline succeeded
+and wrote at least one record (an all-rejected run leaves OUT as it was; its errors stay in
+OUT/.staging/errors/).
 """
 
 from __future__ import annotations
@@ -19,14 +26,16 @@ import time
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.pvalue import AsDict, AsList, TaggedOutput
+from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
-from preprocessing import images, labels, metadata, reasons, schema, split
+from preprocessing import dedup, images, labels, metadata, reasons, records, schema, split
 from preprocessing.labels import rejection
 
 NAMESPACE = "preprocessing"
 REJECTS = "rejects"
 MERGED = "merged"
+CLAIMS = "claims"
+BLUR = "blur"
 _log = logging.getLogger(__name__)
 
 
@@ -101,35 +110,31 @@ class RejectDuplicateFileNames(beam.PTransform):
 
 
 class _LoadImage(beam.DoFn):
-    def __init__(self, images_dir: str, config: images.ImageConfig):
-        self.images_dir = images_dir
-        self.config = config
+    """One label row -> its record's Example bytes keyed by shard, and a claim on its id."""
+
+    def __init__(self, images_dir: str, config: images.ImageConfig, ratios, group_by,
+                 extra_columns):
+        self.images_dir, self.config = images_dir, config
+        self.ratios, self.group_by = tuple(ratios), group_by
+        self.extra_columns = list(extra_columns)
         self.loaded = _counter("loaded")
 
     def setup(self):
         self.done, self.started = 0, time.monotonic()
 
-    def process(self, row):
-        from apache_beam.io.filesystems import FileSystems
-
+    def process(self, row, plan):
         path = labels.join(self.images_dir, row.file_name)
-        try:
-            with FileSystems.open(path, compression_type="uncompressed") as f:
-                data = f.read()
-        except (IsADirectoryError, PermissionError) as e:
-            # A fault of this one file (a label naming a folder, a file the job may not read):
-            # a retry would fail the same way, so it is a dead letter and the job goes on.
-            yield TaggedOutput(REJECTS, rejection(
-                path, reasons.UNREADABLE_IMAGE, f"cannot read it: {type(e).__name__} "
-                f"({e.strerror or e})", file_name=row.file_name))
-            return
-        except Exception as e:  # noqa: BLE001 - classified below, transient errors re-raised
-            if not FileSystems.exists(path):
+        group = None
+        if self.group_by is not None:
+            group = row.extra.get(self.group_by) or None
+            if group is None:  # known from the label alone: no need to read the image
                 yield TaggedOutput(REJECTS, rejection(
-                    path, reasons.MISSING_FILE, f"named by {row.source} but not found",
+                    path, reasons.BAD_ROW, f"empty --group_by column {self.group_by!r}",
                     file_name=row.file_name))
                 return
-            raise RuntimeError(f"reading {path}: {e}") from e
+        data = yield from self._read(path, row)
+        if data is None:
+            return
         try:
             image = images.process(data, self.config)
         except images.ImageError as e:
@@ -138,16 +143,39 @@ class _LoadImage(beam.DoFn):
             return
         self.loaded.inc()
         self._progress()
-        record = {
-            schema.IMAGE: image.jpeg, schema.HEIGHT: image.height, schema.WIDTH: image.width,
-            schema.ORIGINAL_HEIGHT: image.original_height,
-            schema.ORIGINAL_WIDTH: image.original_width, schema.FILENAME: row.file_name,
-            schema.AGE: row.age, schema.ID: split.record_id(data), schema.BLUR: image.blur,
-            schema.BRIGHTNESS: image.brightness, "extra": row.extra,
-            # Not written to the record; used by dedup, split and error messages.
-            "split": row.split, "path": path, "label_key": row.label_key(),
-        }
-        yield record[schema.ID], record
+        record = records.face_record(row.file_name, row.age, row.extra, image, data)
+        record_id = record[schema.ID]
+        split_name = split.choose_split(record_id, row.split, group, self.ratios)
+        num_shards = plan.get(split_name, 1)
+        yield TaggedOutput(CLAIMS, (record_id, dedup.Claim(row.file_name, row.label_key(),
+                                                           row.age, path)))
+        # The shard key is final here, and the value is already the Example's bytes: this is
+        # the one time the image crosses a shuffle (see split.py for how the shards were planned).
+        yield ((split_name, split.shard_index(record_id, num_shards), num_shards),
+               (record_id, row.file_name, row.age, image.blur,
+                schema.encode(record, self.extra_columns)))
+
+    def _read(self, path, row):
+        """The file's bytes, or None after yielding its dead letter."""
+        from apache_beam.io.filesystems import FileSystems
+
+        try:
+            with FileSystems.open(path, compression_type="uncompressed") as f:
+                return f.read()
+        except (IsADirectoryError, PermissionError) as e:
+            # A fault of this one file (a label naming a folder, a file the job may not read):
+            # a retry would fail the same way, so it is a dead letter and the job goes on.
+            yield TaggedOutput(REJECTS, rejection(
+                path, reasons.UNREADABLE_IMAGE, f"cannot read it: {type(e).__name__} "
+                f"({e.strerror or e})", file_name=row.file_name))
+            return None
+        except Exception as e:  # noqa: BLE001 - classified below, transient errors re-raised
+            if not FileSystems.exists(path):
+                yield TaggedOutput(REJECTS, rejection(
+                    path, reasons.MISSING_FILE, f"named by {row.source} but not found",
+                    file_name=row.file_name))
+                return None
+            raise RuntimeError(f"reading {path}: {e}") from e
 
     def _progress(self):
         self.done += 1
@@ -156,127 +184,129 @@ class _LoadImage(beam.DoFn):
             _log.info("this worker has loaded %d images (%.0f images/s)", self.done, rate)
 
 
-class LoadImages(beam.PTransform):
-    """LabelRows -> ((id, record) pairs, rejects): read, validate, resize, measure."""
+class _ExpectedCounts(beam.CombineFn):
+    """Label rows -> expected records per split (``split.expected_counts`` summed)."""
 
-    def __init__(self, images_dir: str, config: images.ImageConfig):
-        super().__init__()
-        self.images_dir, self.config = images_dir, config
-
-    def expand(self, rows):
-        out = rows | "Load" >> beam.ParDo(_LoadImage(self.images_dir, self.config)).with_outputs(
-            REJECTS, main="records")
-        return out.records, out[REJECTS]
-
-
-def _resolve_duplicates(item):
-    _, records = item
-    records = sorted(records, key=lambda r: r[schema.FILENAME])
-    if len(records) == 1:
-        yield records[0]
-        return
-    if len({r["label_key"] for r in records}) == 1:
-        yield records[0]  # the same photo with the same labels: keep it once
-        yield TaggedOutput(MERGED, len(records) - 1)
-        return
-    for r in records:
-        others = ", ".join(f"{o[schema.FILENAME]} (age {o[schema.AGE]:g})"
-                           for o in records if o is not r)
-        yield TaggedOutput(REJECTS, rejection(
-            r["path"], reasons.DUPLICATE_CONFLICT,
-            f"same image bytes as {others} but the labels differ (age {r[schema.AGE]:g})",
-            file_name=r[schema.FILENAME]))
-
-
-class DropExactDuplicates(beam.PTransform):
-    """(id, record) -> (records, rejects, merged counts): identical bytes are one photo."""
-
-    def expand(self, keyed):
-        out = (keyed
-               | "GroupById" >> beam.GroupByKey()
-               | "Resolve" >> beam.FlatMap(_resolve_duplicates).with_outputs(
-                   REJECTS, MERGED, main="records"))
-        return out.records, out[REJECTS], out[MERGED]
-
-
-def _choose_split(record, ratios, group_by):
-    if record["split"] is not None:  # the label source fixed it (APPA-REAL)
-        yield record["split"], record
-        return
-    group = None
-    if group_by is not None:
-        group = record["extra"].get(group_by, "")
-        if not group:
-            yield TaggedOutput(REJECTS, rejection(
-                record["path"], reasons.BAD_ROW, f"empty --group_by column {group_by!r}",
-                file_name=record[schema.FILENAME]))
-            return
-    yield split.assign_split(split.split_key(record[schema.ID], group), ratios), record
-
-
-class AssignSplits(beam.PTransform):
-    """records -> ((split, record) pairs, rejects): a pure function of the id or group."""
-
-    def __init__(self, ratios, group_by: str | None):
-        super().__init__()
+    def __init__(self, ratios, group_by):
         self.ratios, self.group_by = tuple(ratios), group_by
 
-    def expand(self, records):
-        out = records | "Choose" >> beam.FlatMap(
-            _choose_split, self.ratios, self.group_by).with_outputs(REJECTS, main="pairs")
-        return out.pairs, out[REJECTS]
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, counts, row):
+        group = None if self.group_by is None else row.extra.get(self.group_by) or None
+        if self.group_by is not None and group is None:
+            return counts  # rejected for its empty group: adds to no split
+        for name, n in split.expected_counts(row.split, group, self.ratios).items():
+            counts[name] = counts.get(name, 0.0) + n
+        return counts
+
+    def merge_accumulators(self, accumulators):
+        merged = {}
+        for counts in accumulators:
+            for name, n in counts.items():
+                merged[name] = merged.get(name, 0.0) + n
+        return merged
+
+    def extract_output(self, counts):
+        return counts
 
 
-def _shard_key(pair, num_shards: int, split_sizes: dict):
-    name, record = pair
-    num_bytes, count = split_sizes[name]
-    # Never more shards than records, so tiny splits do not become a pile of empty files.
-    n = min(count, num_shards or split.auto_num_shards(num_bytes))
-    return (name, split.shard_index(record[schema.ID], n), n), record
+class PlanShards(beam.PTransform):
+    """Label rows -> {split: number of shards}, decided before any image is read."""
+
+    def __init__(self, ratios, group_by, num_shards: int, image_size: int):
+        super().__init__()
+        self.ratios, self.group_by = ratios, group_by
+        self.num_shards, self.image_size = num_shards, image_size
+
+    def expand(self, rows):
+        return (rows
+                | "ExpectedCounts" >> beam.CombineGlobally(_ExpectedCounts(self.ratios,
+                                                                           self.group_by))
+                | "NumShards" >> beam.Map(lambda counts: {
+                    name: split.planned_num_shards(n, self.num_shards, self.image_size)
+                    for name, n in counts.items()}))
 
 
-def _sum_pairs(pairs):
-    """(bytes, count) pairs -> their element-wise sum (associative, so Beam may combine early)."""
-    total_bytes = total_count = 0
-    for num_bytes, count in pairs:
-        total_bytes, total_count = total_bytes + num_bytes, total_count + count
-    return total_bytes, total_count
+class LoadImages(beam.PTransform):
+    """LabelRows -> (shard-keyed Example bytes, claims on ids, rejects): read, validate, resize,
+    measure, choose the split and shard, encode."""
+
+    def __init__(self, images_dir: str, config: images.ImageConfig, plan,
+                 ratios=split.DEFAULT_RATIOS, group_by: str | None = None, extra_columns=()):
+        super().__init__()
+        self.images_dir, self.config, self.plan = images_dir, config, plan
+        self.ratios, self.group_by, self.extra_columns = ratios, group_by, extra_columns
+
+    def expand(self, rows):
+        load = _LoadImage(self.images_dir, self.config, self.ratios, self.group_by,
+                          self.extra_columns)
+        out = rows | "Load" >> beam.ParDo(load, AsSingleton(self.plan)).with_outputs(
+            REJECTS, CLAIMS, main="records")
+        return out.records, out[CLAIMS], out[REJECTS]
+
+
+def _resolve(item):
+    _, claims = item
+    claims = list(claims)
+    if len(claims) == 1:
+        return
+    keeper, rejects, merged = dedup.resolve(claims)
+    yield item[0], keeper
+    for r in rejects:
+        yield TaggedOutput(REJECTS, r)
+    if merged:
+        yield TaggedOutput(MERGED, merged)
+
+
+class ResolveDuplicates(beam.PTransform):
+    """(id, Claim) -> (verdicts (id, file name kept or None), rejects, merged counts).
+
+    Only claims cross this shuffle, never pixels; ids claimed once get no verdict."""
+
+    def expand(self, claims):
+        out = (claims
+               | "GroupById" >> beam.GroupByKey()
+               | "Resolve" >> beam.FlatMap(_resolve).with_outputs(REJECTS, MERGED,
+                                                                 main="verdicts"))
+        return out.verdicts, out[REJECTS], out[MERGED]
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, directory: str, extra_columns, max_age: float):
-        self.directory, self.extra_columns, self.max_age = directory, list(extra_columns), max_age
+    def __init__(self, directory: str, max_age: float):
+        self.directory, self.max_age = directory, max_age
         self.written = _counter("written")
 
-    def process(self, item):
-        (name, index, num_shards), records = item
-        # Sorted by id: the same inputs give byte-identical shards on any runner.
-        records = sorted(records, key=lambda r: r[schema.ID])
-        payloads = [schema.encode(r, self.extra_columns) for r in records]
+    def process(self, item, verdicts):
+        (name, index, num_shards), values = item
+        # Sorted by id (then name): the same inputs give byte-identical shards on any runner.
+        values = sorted(v for v in values if dedup.kept(verdicts, v[0], v[1]))
+        if not values:  # every record of this shard was a rejected duplicate
+            return
         path = labels.join(self.directory, schema.shard_name(name, index, num_shards))
-        num_bytes = metadata.write_tfrecords(path, payloads)
-        self.written.inc(len(records))
-        yield metadata.shard_summary(name, index, num_shards, [r[schema.AGE] for r in records],
+        num_bytes = metadata.write_tfrecords(path, [v[4] for v in values])
+        self.written.inc(len(values))
+        yield metadata.shard_summary(name, index, num_shards, [v[2] for v in values],
                                      num_bytes, self.max_age)
+        for v in values:
+            yield TaggedOutput(BLUR, v[3])
 
 
 class WriteShards(beam.PTransform):
-    """(split, record) pairs -> TFRecord shards in ``directory``; emits one summary per shard."""
+    """Shard-keyed Example bytes -> TFRecord shards in ``directory``, dropping the copies that
+    ``verdicts`` do not keep; emits one summary per shard and the blur of every record written."""
 
-    def __init__(self, directory: str, extra_columns, num_shards: int, max_age: float):
+    def __init__(self, directory: str, max_age: float, verdicts):
         super().__init__()
-        self.directory, self.extra_columns = directory, extra_columns
-        self.num_shards, self.max_age = num_shards, max_age
+        self.directory, self.max_age, self.verdicts = directory, max_age, verdicts
 
-    def expand(self, pairs):
-        split_sizes = (pairs
-                       | "Sizes" >> beam.Map(lambda p: (p[0], (len(p[1][schema.IMAGE]), 1)))
-                       | "SizesPerSplit" >> beam.CombinePerKey(_sum_pairs))
-        return (pairs
-                | "KeyByShard" >> beam.Map(_shard_key, self.num_shards, AsDict(split_sizes))
-                | "GroupByShard" >> beam.GroupByKey()
-                | "Write" >> beam.ParDo(_WriteShard(self.directory, self.extra_columns,
-                                                    self.max_age)))
+    def expand(self, keyed):
+        out = (keyed
+               | "GroupByShard" >> beam.GroupByKey()
+               | "Write" >> beam.ParDo(_WriteShard(self.directory, self.max_age),
+                                       AsDict(self.verdicts)).with_outputs(BLUR, main="shards"))
+        return out.shards, out[BLUR]
 
 
 def _count_reason(reject):
@@ -304,19 +334,17 @@ def build(p, config, extra_columns, staging: str):
     """Adds the whole job to pipeline ``p``; outputs go to ``staging`` (see metadata.publish)."""
     rows, label_rejects = p | "ReadLabels" >> ReadLabels(
         config.label_format, config.labels, config.images, config.max_age)
+    plan = rows | "PlanShards" >> PlanShards(config.split_ratios, config.group_by,
+                                             config.num_shards, config.image.image_size)
     rows, name_rejects = rows | "RejectDuplicateFileNames" >> RejectDuplicateFileNames()
-    keyed, image_rejects = rows | "LoadImages" >> LoadImages(config.images, config.image)
-    records, dup_rejects, merged = keyed | "DropExactDuplicates" >> DropExactDuplicates()
-    pairs, split_rejects = records | "AssignSplits" >> AssignSplits(config.split_ratios,
-                                                                    config.group_by)
-    shards = pairs | "WriteShards" >> WriteShards(staging, extra_columns, config.num_shards,
-                                                  config.max_age)
-    rejects = ((label_rejects, name_rejects, image_rejects, dup_rejects, split_rejects)
+    keyed, claims, image_rejects = rows | "LoadImages" >> LoadImages(
+        config.images, config.image, plan, config.split_ratios, config.group_by, extra_columns)
+    verdicts, dup_rejects, merged = claims | "ResolveDuplicates" >> ResolveDuplicates()
+    shards, blur = keyed | "WriteShards" >> WriteShards(staging, config.max_age, verdicts)
+    rejects = ((label_rejects, name_rejects, image_rejects, dup_rejects)
                | "AllRejects" >> beam.Flatten()
                | "WriteErrors" >> WriteErrors(labels.join(staging, schema.ERRORS_DIR)))
-    blur_deciles = (records
-                    | "Blur" >> beam.Map(lambda r: r[schema.BLUR])
-                    | "BlurDeciles" >> beam.ApproximateQuantiles.Globally(11))
+    blur_deciles = blur | "BlurDeciles" >> beam.ApproximateQuantiles.Globally(11)
     _ = (p
          | "StatsTrigger" >> beam.Create([None])
          | "WriteStats" >> beam.Map(

@@ -5,21 +5,30 @@ import os
 
 import apache_beam as beam
 import pytest
+import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  # not collected
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from preprocessing import images, labels, pipeline, reasons, schema
+from preprocessing import dedup, images, labels, pipeline, reasons, schema
 
 
 def _row(name, age, source=None, **extra):
     return labels.LabelRow(name, float(age), source or f"l.csv:{name}", extra)
 
 
-def _record(name, data, age, **extra):
-    return {schema.ID: data, schema.FILENAME: name, schema.AGE: float(age), "extra": extra,
-            "split": None, "path": "/img/" + name,
-            "label_key": _row(name, age, **extra).label_key()}
+def _claim(name, age, **extra):
+    return dedup.Claim(name, _row(name, age, **extra).label_key(), float(age), "/img/" + name)
+
+
+def _png(path, color=(10, 200, 30), size=(30, 20)):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue())
+
+
+def _plan(p, **num_shards):
+    return p | "Plan" >> beam.Create([{"train": 1, "validation": 1, "test": 1, **num_shards}])
 
 
 def test_reject_duplicate_file_names():
@@ -32,57 +41,101 @@ def test_reject_duplicate_file_names():
                               ("l:4", reasons.DUPLICATE_FILE_NAME)]), label="rejects")
 
 
-def test_drop_exact_duplicates_keeps_identical_labels_once_and_rejects_conflicts():
-    records = [_record("a.jpg", "h1", 30, gender="1"), _record("a_copy.jpg", "h1", 30, gender="1"),
-               _record("b.jpg", "h2", 40), _record("b_copy.jpg", "h2", 41),
-               _record("c.jpg", "h3", 50)]
+def test_resolve_duplicates_keeps_identical_labels_once_and_rejects_conflicts():
+    claims = [("h1", _claim("a.jpg", 30, gender="1")), ("h1", _claim("a_copy.jpg", 30, gender="1")),
+              ("h2", _claim("b.jpg", 40)), ("h2", _claim("b_copy.jpg", 41)),
+              ("h3", _claim("c.jpg", 50))]
     with BeamTestPipeline() as p:
-        kept, rejects, merged = (p | beam.Create([(r[schema.ID], r) for r in records])
-                                 | pipeline.DropExactDuplicates())
-        assert_that(kept | beam.Map(lambda r: r[schema.FILENAME]), equal_to(["a.jpg", "c.jpg"]),
-                    label="kept")
+        verdicts, rejects, merged = (p | beam.Create(claims) | pipeline.ResolveDuplicates())
+        # Only ids claimed more than once get a verdict: keep a.jpg, keep nothing of h2.
+        assert_that(verdicts, equal_to([("h1", "a.jpg"), ("h2", None)]), label="verdicts")
         assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"])),
                     equal_to([("b.jpg", reasons.DUPLICATE_CONFLICT),
                               ("b_copy.jpg", reasons.DUPLICATE_CONFLICT)]), label="rejects")
         assert_that(merged, equal_to([1]), label="merged")
 
 
-def test_assign_splits_by_group_and_rejects_rows_without_one():
-    records = [_record(f"{i}.jpg", f"h{i}", 20, person=f"p{i % 2}") for i in range(10)]
-    records.append(_record("nobody.jpg", "hx", 20, person=""))
-    with BeamTestPipeline() as p:
-        pairs, rejects = (p | beam.Create(records)
-                          | pipeline.AssignSplits((0.5, 0.25, 0.25), group_by="person"))
-        groups = (pairs | beam.Map(lambda kv: (kv[1]["extra"]["person"], kv[0]))
-                  | beam.Distinct() | beam.combiners.Count.PerKey())
-        assert_that(groups, equal_to([("p0", 1), ("p1", 1)]), label="one split per person")
-        assert_that(rejects | beam.Map(lambda r: r["reason"]), equal_to([reasons.BAD_ROW]),
-                    label="rejects")
+def _fields(keyed):
+    """((split, shard, n), (id, name, age, blur, example)) -> (split, n, name, width, age)."""
+    (split_name, shard, n), (record_id, name, age, _, example) = keyed
+    parsed = tf.train.Example.FromString(example).features.feature
+    assert parsed[schema.ID].bytes_list.value[0].decode() == record_id
+    assert 0 <= shard < n
+    return (split_name, n, name, parsed[schema.WIDTH].int64_list.value[0],
+            parsed[schema.AGE].float_list.value[0] == age)
 
 
-def test_load_images_reads_files_and_dead_letters_broken_ones(tmp_path):
-    buffer = io.BytesIO()
-    Image.new("RGB", (30, 20), (10, 200, 30)).save(buffer, format="PNG")
-    (tmp_path / "good.png").write_bytes(buffer.getvalue())
+def test_load_images_keys_each_encoded_record_by_its_planned_shard(tmp_path):
+    _png(tmp_path / "good.png")
     (tmp_path / "empty.png").write_bytes(b"")
     rows = [_row("good.png", 5), _row("empty.png", 6), _row("missing.png", 7)]
     config = images.ImageConfig(image_size=8)
     with BeamTestPipeline() as p:
-        records, rejects = p | beam.Create(rows) | pipeline.LoadImages(str(tmp_path), config)
-        assert_that(records | beam.Map(lambda kv: (kv[1][schema.FILENAME], kv[1][schema.WIDTH],
-                                                   kv[1][schema.ORIGINAL_WIDTH])),
-                    equal_to([("good.png", 8, 30)]), label="records")
+        plan = _plan(p, train=3, validation=3, test=3)
+        keyed, claims, rejects = (p | beam.Create(rows)
+                                  | pipeline.LoadImages(str(tmp_path), config, plan))
+        assert_that(keyed | beam.Map(lambda kv: _fields(kv)[1:]),
+                    equal_to([(3, "good.png", 8, True)]), label="records")
+        assert_that(claims | beam.Map(lambda kv: (len(kv[0]), kv[1].file_name, kv[1].age)),
+                    equal_to([(32, "good.png", 5.0)]), label="claims")
         assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"])),
                     equal_to([("empty.png", reasons.EMPTY_FILE),
                               ("missing.png", reasons.MISSING_FILE)]), label="rejects")
 
 
+def test_load_images_splits_by_group_and_rejects_rows_without_one(tmp_path):
+    rows = []
+    for i in range(10):
+        _png(tmp_path / f"{i}.png", color=(i * 20, 0, 0))
+        rows.append(_row(f"{i}.png", 20, person=f"p{i % 2}"))
+    rows.append(_row("nobody.png", 20, person=""))  # no file: rejected before it is read
+    with BeamTestPipeline() as p:
+        keyed, _, rejects = (p | beam.Create(rows) | pipeline.LoadImages(
+            str(tmp_path), images.ImageConfig(image_size=8), _plan(p),
+            ratios=(0.5, 0.25, 0.25), group_by="person"))
+        groups = (keyed | beam.Map(lambda kv: (int(kv[1][1][0]) % 2, kv[0][0]))
+                  | beam.Distinct() | beam.combiners.Count.PerKey())
+        assert_that(groups, equal_to([(0, 1), (1, 1)]), label="one split per person")
+        assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"])),
+                    equal_to([("nobody.png", reasons.BAD_ROW)]), label="rejects")
+
+
+def test_plan_shards_from_label_rows():
+    rows = [_row(f"{i}.jpg", 20) for i in range(40)]
+    with BeamTestPipeline() as p:
+        plan = p | beam.Create(rows) | pipeline.PlanShards((0.8, 0.1, 0.1), None, 2, 64)
+        # 32 / 4 / 4 expected records: two shards each, as asked.
+        assert_that(plan, equal_to([{"train": 2, "validation": 2, "test": 2}]))
+
+
+def test_write_shards_sorts_by_id_and_drops_what_the_verdicts_do_not_keep(tmp_path):
+    def value(record_id, name, age):
+        record = {key: 0 for key in schema.CORE_KEYS}
+        record.update({schema.ID: record_id, schema.FILENAME: name, schema.AGE: age,
+                       schema.IMAGE: b"jpeg"})
+        return (record_id, name, age, 1.5, schema.encode(record))
+
+    key = ("train", 0, 1)
+    values = [value("b", "b.jpg", 2.0), value("a", "a_copy.jpg", 1.0), value("a", "a.jpg", 1.0),
+              value("c", "c.jpg", 3.0), value("c", "c_copy.jpg", 4.0)]
+    with BeamTestPipeline() as p:
+        verdicts = p | "Verdicts" >> beam.Create([("a", "a.jpg"), ("c", None)])
+        shards, blur = (p | beam.Create([(key, v) for v in values])
+                        | pipeline.WriteShards(str(tmp_path), 120.0, verdicts))
+        assert_that(shards | beam.Map(lambda s: (s["split"], s["count"])),
+                    equal_to([("train", 2)]), label="summary")
+        assert_that(blur, equal_to([1.5, 1.5]), label="blur")
+    names = [tf.train.Example.FromString(r.numpy()).features.feature[schema.FILENAME]
+             .bytes_list.value[0] for r in tf.data.TFRecordDataset(
+                 str(tmp_path / "train-00000-of-00001"))]
+    assert names == [b"a.jpg", b"b.jpg"]
+
 
 def _assert_single_reject(images_dir, name, detail):
     config = images.ImageConfig(image_size=8)
     with BeamTestPipeline() as p:
-        _, rejects = p | beam.Create([_row(name, 5)]) | pipeline.LoadImages(str(images_dir),
-                                                                             config)
+        _, _, rejects = p | beam.Create([_row(name, 5)]) | pipeline.LoadImages(
+            str(images_dir), config, _plan(p))
         assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"], r["detail"])),
                     equal_to([(name, reasons.UNREADABLE_IMAGE, detail)]))
 

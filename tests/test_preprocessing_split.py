@@ -44,3 +44,26 @@ def test_automatic_shard_count_aims_at_128_mb():
     assert split.auto_num_shards(0) == 1
     assert split.auto_num_shards(128 * 2**20) == 1
     assert split.auto_num_shards(128 * 2**20 + 1) == 2
+
+
+def test_choose_split_prefers_the_fixed_split_then_the_group():
+    assert split.choose_split("abc", "validation", "p1") == "validation"
+    assert split.choose_split("abc", None, "p1") == split.assign_split("group:p1")
+    assert split.choose_split("abc", None, None) == split.assign_split("abc")
+
+
+def test_expected_counts_of_one_label_row():
+    assert split.expected_counts(None, None, (0.8, 0.2, 0.0)) == {"train": 0.8, "validation": 0.2}
+    assert split.expected_counts("test", None) == {"test": 1.0}
+    assert split.expected_counts(None, "p1") == {split.assign_split("group:p1"): 1.0}
+
+
+def test_planned_num_shards_by_flag_by_size_and_never_more_than_records():
+    assert split.planned_num_shards(1000, 4, 224) == 4
+    assert split.planned_num_shards(2.5, 4, 224) == 3  # a tiny split: at most one per record
+    assert split.planned_num_shards(0.4, 0, 224) == 1
+    per_record = split.estimated_record_bytes(224)
+    assert 9_000 < per_record < 30_000  # UTKFace faces at 224 px, quality 90: ~9.5 KB
+    records_per_shard = split.TARGET_SHARD_BYTES / per_record
+    assert split.planned_num_shards(records_per_shard, 0, 224) == 1
+    assert split.planned_num_shards(10 * records_per_shard + 1, 0, 224) == 11

@@ -1,0 +1,24 @@
+"""One label + one processed image -> the record a shard holds (``schema.encode`` makes its bytes).
+
+The Beam job and the benchmark's plain loop both build records here, so they do the same work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from preprocessing import schema, split
+from preprocessing.images import ProcessedImage
+
+
+def face_record(file_name: str, age: float, extra: Mapping[str, str], image: ProcessedImage,
+                original_bytes: bytes) -> dict:
+    """The schema's fields for one face (``extra``: label columns by name)."""
+    return {
+        schema.IMAGE: image.jpeg, schema.HEIGHT: image.height, schema.WIDTH: image.width,
+        schema.ORIGINAL_HEIGHT: image.original_height,
+        schema.ORIGINAL_WIDTH: image.original_width, schema.FILENAME: file_name,
+        schema.AGE: age, schema.ID: split.record_id(original_bytes), schema.BLUR: image.blur,
+        schema.BRIGHTNESS: image.brightness, "extra": dict(extra),
+    }
+
