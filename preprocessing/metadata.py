@@ -53,7 +53,12 @@ def tfrecord_frames(payloads: Iterable[bytes]) -> bytes:
 
 def write_tfrecords(path: str, payloads: Iterable[bytes]) -> int:
     """Writes one shard (local or gs://); returns its size in bytes."""
-    data = tfrecord_frames(payloads)
+    return write_frames(path, [tfrecord_frames(payloads)])
+
+
+def write_frames(path: str, frames: Iterable[bytes]) -> int:
+    """Writes already framed records (``tfrecord_frames``) as one file; returns its size."""
+    data = b"".join(frames)
     with FileSystems.create(path, mime_type="application/octet-stream",
                             compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(data)

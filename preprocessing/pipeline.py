@@ -27,8 +27,19 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
+from apache_beam.transforms.window import GlobalWindows
 
-from preprocessing import dedup, images, labels, metadata, reasons, records, schema, split
+from preprocessing import (
+    dedup,
+    fragments,
+    images,
+    labels,
+    metadata,
+    reasons,
+    records,
+    schema,
+    split,
+)
 from preprocessing.labels import rejection
 
 NAMESPACE = "preprocessing"
@@ -110,17 +121,25 @@ class RejectDuplicateFileNames(beam.PTransform):
 
 
 class _LoadImage(beam.DoFn):
-    """One label row -> its record's Example bytes keyed by shard, and a claim on its id."""
+    """One label row -> its framed record in a fragment file (a Part per shard and bundle), and
+    a claim on its id."""
 
-    def __init__(self, images_dir: str, config: images.ImageConfig, ratios, group_by,
-                 extra_columns):
-        self.images_dir, self.config = images_dir, config
+    def __init__(self, images_dir: str, config: images.ImageConfig, fragments_dir: str, ratios,
+                 group_by, extra_columns):
+        self.images_dir, self.config, self.fragments_dir = images_dir, config, fragments_dir
         self.ratios, self.group_by = tuple(ratios), group_by
         self.extra_columns = list(extra_columns)
         self.loaded = _counter("loaded")
 
     def setup(self):
         self.done, self.started = 0, time.monotonic()
+
+    def start_bundle(self):
+        self.spill = fragments.Spill(self.fragments_dir)
+
+    def finish_bundle(self):
+        for keyed_part in self.spill.flush():
+            yield GlobalWindows.windowed_value(keyed_part)
 
     def process(self, row, plan):
         path = labels.join(self.images_dir, row.file_name)
@@ -149,11 +168,14 @@ class _LoadImage(beam.DoFn):
         num_shards = plan.get(split_name, 1)
         yield TaggedOutput(CLAIMS, (record_id, dedup.Claim(row.file_name, row.label_key(),
                                                            row.age, path)))
-        # The shard key is final here, and the value is already the Example's bytes: this is
-        # the one time the image crosses a shuffle (see split.py for how the shards were planned).
-        yield ((split_name, split.shard_index(record_id, num_shards), num_shards),
-               (record_id, row.file_name, row.age, image.blur,
-                schema.encode(record, self.extra_columns)))
+        # The shard is known here (split.py planned the counts), so the framed record goes
+        # straight into this bundle's fragment file; only its Part crosses the shuffle.
+        frame = metadata.tfrecord_frames([schema.encode(record, self.extra_columns)])
+        self.spill.add((split_name, split.shard_index(record_id, num_shards), num_shards),
+                       fragments.Entry(record_id, row.file_name, row.age, image.blur, len(frame)),
+                       frame)
+        if self.spill.full():
+            yield from self.spill.flush()
 
     def _read(self, path, row):
         """The file's bytes, or None after yielding its dead letter."""
@@ -230,18 +252,19 @@ class PlanShards(beam.PTransform):
 
 
 class LoadImages(beam.PTransform):
-    """LabelRows -> (shard-keyed Example bytes, claims on ids, rejects): read, validate, resize,
-    measure, choose the split and shard, encode."""
+    """LabelRows -> ((shard key, fragments.Part), claims on ids, rejects): read, validate,
+    resize, measure, choose the split and shard, encode, spill to fragment files."""
 
-    def __init__(self, images_dir: str, config: images.ImageConfig, plan,
+    def __init__(self, images_dir: str, config: images.ImageConfig, plan, fragments_dir: str,
                  ratios=split.DEFAULT_RATIOS, group_by: str | None = None, extra_columns=()):
         super().__init__()
         self.images_dir, self.config, self.plan = images_dir, config, plan
+        self.fragments_dir = fragments_dir
         self.ratios, self.group_by, self.extra_columns = ratios, group_by, extra_columns
 
     def expand(self, rows):
-        load = _LoadImage(self.images_dir, self.config, self.ratios, self.group_by,
-                          self.extra_columns)
+        load = _LoadImage(self.images_dir, self.config, self.fragments_dir, self.ratios,
+                          self.group_by, self.extra_columns)
         out = rows | "Load" >> beam.ParDo(load, AsSingleton(self.plan)).with_outputs(
             REJECTS, CLAIMS, main="records")
         return out.records, out[CLAIMS], out[REJECTS]
@@ -279,22 +302,24 @@ class _WriteShard(beam.DoFn):
         self.written = _counter("written")
 
     def process(self, item, verdicts):
-        (name, index, num_shards), values = item
-        # Sorted by id (then name): the same inputs give byte-identical shards on any runner.
-        values = sorted(v for v in values if dedup.kept(verdicts, v[0], v[1]))
-        if not values:  # every record of this shard was a rejected duplicate
+        (name, index, num_shards), parts = item
+        kept = [(entry, frame) for part in parts for entry, frame in fragments.read(part)
+                if dedup.kept(verdicts, entry.record_id, entry.file_name)]
+        if not kept:  # every record of this shard was a rejected duplicate
             return
+        # Sorted by id (then name): the same inputs give byte-identical shards on any runner.
+        kept.sort(key=lambda pair: (pair[0].record_id, pair[0].file_name))
         path = labels.join(self.directory, schema.shard_name(name, index, num_shards))
-        num_bytes = metadata.write_tfrecords(path, [v[4] for v in values])
-        self.written.inc(len(values))
-        yield metadata.shard_summary(name, index, num_shards, [v[2] for v in values],
+        num_bytes = metadata.write_frames(path, [frame for _, frame in kept])
+        self.written.inc(len(kept))
+        yield metadata.shard_summary(name, index, num_shards, [e.age for e, _ in kept],
                                      num_bytes, self.max_age)
-        for v in values:
-            yield TaggedOutput(BLUR, v[3])
+        for entry, _ in kept:
+            yield TaggedOutput(BLUR, entry.blur)
 
 
 class WriteShards(beam.PTransform):
-    """Shard-keyed Example bytes -> TFRecord shards in ``directory``, dropping the copies that
+    """(shard key, fragments.Part) -> TFRecord shards in ``directory``, dropping the copies that
     ``verdicts`` do not keep; emits one summary per shard and the blur of every record written."""
 
     def __init__(self, directory: str, max_age: float, verdicts):
@@ -338,7 +363,8 @@ def build(p, config, extra_columns, staging: str):
                                              config.num_shards, config.image.image_size)
     rows, name_rejects = rows | "RejectDuplicateFileNames" >> RejectDuplicateFileNames()
     keyed, claims, image_rejects = rows | "LoadImages" >> LoadImages(
-        config.images, config.image, plan, config.split_ratios, config.group_by, extra_columns)
+        config.images, config.image, plan, labels.join(staging, fragments.FRAGMENTS_DIR),
+        config.split_ratios, config.group_by, extra_columns)
     verdicts, dup_rejects, merged = claims | "ResolveDuplicates" >> ResolveDuplicates()
     shards, blur = keyed | "WriteShards" >> WriteShards(staging, config.max_age, verdicts)
     rejects = ((label_rejects, name_rejects, image_rejects, dup_rejects)

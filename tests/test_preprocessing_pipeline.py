@@ -10,7 +10,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from preprocessing import dedup, images, labels, pipeline, reasons, schema
+from preprocessing import dedup, fragments, images, labels, metadata, pipeline, reasons, schema
 
 
 def _row(name, age, source=None, **extra):
@@ -55,26 +55,31 @@ def test_resolve_duplicates_keeps_identical_labels_once_and_rejects_conflicts():
         assert_that(merged, equal_to([1]), label="merged")
 
 
-def _fields(keyed):
-    """((split, shard, n), (id, name, age, blur, example)) -> (split, n, name, width, age)."""
-    (split_name, shard, n), (record_id, name, age, _, example) = keyed
-    parsed = tf.train.Example.FromString(example).features.feature
-    assert parsed[schema.ID].bytes_list.value[0].decode() == record_id
+def _fields(keyed_part):
+    """(shard key, Part) -> (split, n, name, width, age matches) for each record in the Part."""
+    (split_name, shard, n), part = keyed_part
     assert 0 <= shard < n
-    return (split_name, n, name, parsed[schema.WIDTH].int64_list.value[0],
-            parsed[schema.AGE].float_list.value[0] == age)
+    out = []
+    for entry, frame in fragments.read(part):
+        feature = tf.train.Example.FromString(frame[12:-4]).features.feature  # strip framing
+        assert feature[schema.ID].bytes_list.value[0].decode() == entry.record_id
+        out.append((split_name, n, entry.file_name, feature[schema.WIDTH].int64_list.value[0],
+                    feature[schema.AGE].float_list.value[0] == entry.age))
+    return out
 
 
-def test_load_images_keys_each_encoded_record_by_its_planned_shard(tmp_path):
-    _png(tmp_path / "good.png")
-    (tmp_path / "empty.png").write_bytes(b"")
+def test_load_images_spills_each_encoded_record_under_its_planned_shard(tmp_path):
+    images_dir = tmp_path / "images"
+    images_dir.mkdir()
+    _png(images_dir / "good.png")
+    (images_dir / "empty.png").write_bytes(b"")
     rows = [_row("good.png", 5), _row("empty.png", 6), _row("missing.png", 7)]
     config = images.ImageConfig(image_size=8)
     with BeamTestPipeline() as p:
         plan = _plan(p, train=3, validation=3, test=3)
-        keyed, claims, rejects = (p | beam.Create(rows)
-                                  | pipeline.LoadImages(str(tmp_path), config, plan))
-        assert_that(keyed | beam.Map(lambda kv: _fields(kv)[1:]),
+        keyed, claims, rejects = (p | beam.Create(rows) | pipeline.LoadImages(
+            str(images_dir), config, plan, str(tmp_path / "fragments")))
+        assert_that(keyed | beam.FlatMap(lambda kv: [f[1:] for f in _fields(kv)]),
                     equal_to([(3, "good.png", 8, True)]), label="records")
         assert_that(claims | beam.Map(lambda kv: (len(kv[0]), kv[1].file_name, kv[1].age)),
                     equal_to([(32, "good.png", 5.0)]), label="claims")
@@ -92,8 +97,9 @@ def test_load_images_splits_by_group_and_rejects_rows_without_one(tmp_path):
     with BeamTestPipeline() as p:
         keyed, _, rejects = (p | beam.Create(rows) | pipeline.LoadImages(
             str(tmp_path), images.ImageConfig(image_size=8), _plan(p),
-            ratios=(0.5, 0.25, 0.25), group_by="person"))
-        groups = (keyed | beam.Map(lambda kv: (int(kv[1][1][0]) % 2, kv[0][0]))
+            str(tmp_path / "fragments"), ratios=(0.5, 0.25, 0.25), group_by="person"))
+        groups = (keyed | beam.FlatMap(lambda kv: [(int(e.file_name[0]) % 2, kv[0][0])
+                                                   for e in kv[1].entries])
                   | beam.Distinct() | beam.combiners.Count.PerKey())
         assert_that(groups, equal_to([(0, 1), (1, 1)]), label="one split per person")
         assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"])),
@@ -109,18 +115,21 @@ def test_plan_shards_from_label_rows():
 
 
 def test_write_shards_sorts_by_id_and_drops_what_the_verdicts_do_not_keep(tmp_path):
-    def value(record_id, name, age):
-        record = {key: 0 for key in schema.CORE_KEYS}
+    key = ("train", 0, 1)
+    spills = [fragments.Spill(str(tmp_path / "fragments")) for _ in range(2)]
+    for spill, (record_id, name, age) in zip(
+            [spills[0], spills[1], spills[0], spills[1], spills[1]],
+            [("b", "b.jpg", 2.0), ("a", "a_copy.jpg", 1.0), ("a", "a.jpg", 1.0),
+             ("c", "c.jpg", 3.0), ("c", "c_copy.jpg", 4.0)], strict=True):
+        record = dict.fromkeys(schema.CORE_KEYS, 0)
         record.update({schema.ID: record_id, schema.FILENAME: name, schema.AGE: age,
                        schema.IMAGE: b"jpeg"})
-        return (record_id, name, age, 1.5, schema.encode(record))
-
-    key = ("train", 0, 1)
-    values = [value("b", "b.jpg", 2.0), value("a", "a_copy.jpg", 1.0), value("a", "a.jpg", 1.0),
-              value("c", "c.jpg", 3.0), value("c", "c_copy.jpg", 4.0)]
+        frame = metadata.tfrecord_frames([schema.encode(record)])
+        spill.add(key, fragments.Entry(record_id, name, age, 1.5, len(frame)), frame)
+    parts = [kp for spill in spills for kp in spill.flush()]  # two bundles, two fragment files
     with BeamTestPipeline() as p:
         verdicts = p | "Verdicts" >> beam.Create([("a", "a.jpg"), ("c", None)])
-        shards, blur = (p | beam.Create([(key, v) for v in values])
+        shards, blur = (p | beam.Create(parts)
                         | pipeline.WriteShards(str(tmp_path), 120.0, verdicts))
         assert_that(shards | beam.Map(lambda s: (s["split"], s["count"])),
                     equal_to([("train", 2)]), label="summary")
@@ -135,7 +144,7 @@ def _assert_single_reject(images_dir, name, detail):
     config = images.ImageConfig(image_size=8)
     with BeamTestPipeline() as p:
         _, _, rejects = p | beam.Create([_row(name, 5)]) | pipeline.LoadImages(
-            str(images_dir), config, _plan(p))
+            str(images_dir), config, _plan(p), str(images_dir / "fragments"))
         assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"], r["detail"])),
                     equal_to([(name, reasons.UNREADABLE_IMAGE, detail)]))
 
