@@ -37,9 +37,11 @@ from preprocessing import (
     metadata,
     reasons,
     records,
+    runners,
     schema,
     split,
 )
+from preprocessing import plan as shard_plan
 from preprocessing.labels import rejection
 
 NAMESPACE = "preprocessing"
@@ -206,51 +208,6 @@ class _LoadImage(beam.DoFn):
             _log.info("this worker has loaded %d images (%.0f images/s)", self.done, rate)
 
 
-class _ExpectedCounts(beam.CombineFn):
-    """Label rows -> expected records per split (``split.expected_counts`` summed)."""
-
-    def __init__(self, ratios, group_by):
-        self.ratios, self.group_by = tuple(ratios), group_by
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, counts, row):
-        group = None if self.group_by is None else row.extra.get(self.group_by) or None
-        if self.group_by is not None and group is None:
-            return counts  # rejected for its empty group: adds to no split
-        for name, n in split.expected_counts(row.split, group, self.ratios).items():
-            counts[name] = counts.get(name, 0.0) + n
-        return counts
-
-    def merge_accumulators(self, accumulators):
-        merged = {}
-        for counts in accumulators:
-            for name, n in counts.items():
-                merged[name] = merged.get(name, 0.0) + n
-        return merged
-
-    def extract_output(self, counts):
-        return counts
-
-
-class PlanShards(beam.PTransform):
-    """Label rows -> {split: number of shards}, decided before any image is read."""
-
-    def __init__(self, ratios, group_by, num_shards: int, image_size: int):
-        super().__init__()
-        self.ratios, self.group_by = ratios, group_by
-        self.num_shards, self.image_size = num_shards, image_size
-
-    def expand(self, rows):
-        return (rows
-                | "ExpectedCounts" >> beam.CombineGlobally(_ExpectedCounts(self.ratios,
-                                                                           self.group_by))
-                | "NumShards" >> beam.Map(lambda counts: {
-                    name: split.planned_num_shards(n, self.num_shards, self.image_size)
-                    for name, n in counts.items()}))
-
-
 class LoadImages(beam.PTransform):
     """LabelRows -> ((shard key, fragments.Part), claims on ids, rejects): read, validate,
     resize, measure, choose the split and shard, encode, spill to fragment files."""
@@ -359,7 +316,7 @@ def build(p, config, extra_columns, staging: str):
     """Adds the whole job to pipeline ``p``; outputs go to ``staging`` (see metadata.publish)."""
     rows, label_rejects = p | "ReadLabels" >> ReadLabels(
         config.label_format, config.labels, config.images, config.max_age)
-    plan = rows | "PlanShards" >> PlanShards(config.split_ratios, config.group_by,
+    plan = rows | "PlanShards" >> shard_plan.PlanShards(config.split_ratios, config.group_by,
                                              config.num_shards, config.image.image_size)
     rows, name_rejects = rows | "RejectDuplicateFileNames" >> RejectDuplicateFileNames()
     keyed, claims, image_rejects = rows | "LoadImages" >> LoadImages(
@@ -385,7 +342,7 @@ def run(config, pipeline_options) -> dict:
     staging = labels.join(config.output_dir, metadata.STAGING_DIR)
     metadata.remove_tree(staging)  # leftovers of an interrupted run are never reused
     extra_columns = labels.extra_columns(config.label_format, config.labels, config.images)
-    p = beam.Pipeline(options=pipeline_options)
+    p = beam.Pipeline(runner=runners.runner_for(pipeline_options), options=pipeline_options)
     build(p, config, extra_columns, staging)
     started = time.monotonic()
     result = p.run()

@@ -11,6 +11,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from preprocessing import dedup, fragments, images, labels, metadata, pipeline, reasons, schema
+from preprocessing import plan as shard_plan
 
 
 def _row(name, age, source=None, **extra):
@@ -76,9 +77,9 @@ def test_load_images_spills_each_encoded_record_under_its_planned_shard(tmp_path
     rows = [_row("good.png", 5), _row("empty.png", 6), _row("missing.png", 7)]
     config = images.ImageConfig(image_size=8)
     with BeamTestPipeline() as p:
-        plan = _plan(p, train=3, validation=3, test=3)
+        shards_per_split = _plan(p, train=3, validation=3, test=3)
         keyed, claims, rejects = (p | beam.Create(rows) | pipeline.LoadImages(
-            str(images_dir), config, plan, str(tmp_path / "fragments")))
+            str(images_dir), config, shards_per_split, str(tmp_path / "fragments")))
         assert_that(keyed | beam.FlatMap(lambda kv: [f[1:] for f in _fields(kv)]),
                     equal_to([(3, "good.png", 8, True)]), label="records")
         assert_that(claims | beam.Map(lambda kv: (len(kv[0]), kv[1].file_name, kv[1].age)),
@@ -109,9 +110,9 @@ def test_load_images_splits_by_group_and_rejects_rows_without_one(tmp_path):
 def test_plan_shards_from_label_rows():
     rows = [_row(f"{i}.jpg", 20) for i in range(40)]
     with BeamTestPipeline() as p:
-        plan = p | beam.Create(rows) | pipeline.PlanShards((0.8, 0.1, 0.1), None, 2, 64)
+        counts = p | beam.Create(rows) | shard_plan.PlanShards((0.8, 0.1, 0.1), None, 2, 64)
         # 32 / 4 / 4 expected records: two shards each, as asked.
-        assert_that(plan, equal_to([{"train": 2, "validation": 2, "test": 2}]))
+        assert_that(counts, equal_to([{"train": 2, "validation": 2, "test": 2}]))
 
 
 def test_write_shards_sorts_by_id_and_drops_what_the_verdicts_do_not_keep(tmp_path):
