@@ -1,6 +1,5 @@
 """Dataflow launch: the exact preprocessing.run command and the option checks before submission."""
 
-import re
 import shlex
 import subprocess
 import sys
@@ -61,20 +60,12 @@ def test_command_is_complete_and_valid():
         "--runner=DataflowRunner", "--project=my-proj", "--region=us-central1",
         "--job_name=prep-1", "--temp_location=gs://my-bucket/dataflow/tmp",
         "--staging_location=gs://my-bucket/dataflow/staging", "--setup_file=./setup.py",
-        "--requirements_file=deploy/dataflow_requirements.txt", "--requirements_cache=skip",
         "--labels=gs://my-bucket/l.csv", "--images=gs://my-bucket/img",
         "--output_dir=gs://my-bucket/records", "--max_num_workers=8",
         "--worker_machine_type=n1-standard-4", "--image_size=224"]
     with pytest.raises(ValueError, match="--bucket='out' must be a gs:// URI"):
         dataflow.command("my-proj", "us-central1", "out", "gs://b1b/l", "gs://b1b/i", "gs://b1b/o",
                          "prep-1")
-
-
-def test_worker_requirements_pin_the_same_tensorflow_as_setup_py():
-    tf_range = re.search(r'TF_RANGE = "([^"]+)"', (REPO / "setup.py").read_text()).group(1)
-    lines = [line.strip() for line in (REPO / dataflow.REQUIREMENTS).read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
-    assert lines == [f"tensorflow-cpu{tf_range}"]
 
 
 def test_cli_dry_run_prints_the_command_and_runs_nothing():
@@ -111,6 +102,5 @@ def test_preprocessing_run_accepts_the_command(monkeypatch):
     assert (config.image.image_size, config.num_shards) == (96, 4)
     beam = pipeline_options.get_all_options()
     assert beam["runner"] == "DataflowRunner"
-    assert beam["requirements_file"] == dataflow.REQUIREMENTS
-    assert beam["requirements_cache"] == "skip"
+    assert beam["setup_file"] == "./setup.py" and beam["requirements_file"] is None
     assert beam["max_num_workers"] == 8

@@ -6,6 +6,8 @@ duplicates, with a manifest of what a correct job must reject and why.
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
@@ -168,6 +170,22 @@ def test_multi_processing_runner_gives_the_same_shards(sample, first_run, tmp_pa
          "--direct_num_workers=2")
     for name, data in first_run["files"].items():
         assert _read(os.path.join(out, name)) == data, name
+
+
+def test_the_job_runs_without_tensorflow(sample, first_run, tmp_path):
+    # Dataflow workers get setup.py without the TensorFlow extra: nothing the job runs (load,
+    # encode, shard writing, stats, TFDS metadata) may import it. A fresh interpreter, since
+    # this test process has TensorFlow loaded already.
+    code = ("import sys; from preprocessing import run; run.run(sys.argv[1:]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow'))")
+    proc = subprocess.run(
+        [sys.executable, "-c", code, f"--labels={sample.labels_csv}",
+         f"--images={sample.images_dir}", f"--output_dir={tmp_path}",
+         f"--image_size={IMAGE_SIZE}", "--num_shards=2"],
+        capture_output=True, text=True, check=True, timeout=300)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert {n: _read(os.path.join(tmp_path, n)) for n in _shards(str(tmp_path))} == \
+        first_run["files"]
 
 
 def test_group_by_keeps_each_group_in_one_split(tmp_path):
