@@ -115,6 +115,28 @@ def test_affine_moves_pixels_where_the_matrix_says():
     assert np.abs(zoomed[0] - big).mean() < 8.0
 
 
+@pytest.mark.parametrize("fill_mode", augment.FILL_MODES)
+@pytest.mark.parametrize("jit", [False, True])
+def test_warp_bilinear_is_tfs_projective_transform_kernel(fill_mode, jit):
+    # The kernel is the reference; shifts up to 3 image sides exercise every fill-mode branch.
+    rng = np.random.default_rng(1)
+    images = np.stack([_image(i, size=24)[:, :20] for i in range(6)])  # H != W
+    angle, scale = rng.uniform(-0.6, 0.6, 6), rng.uniform(0.5, 1.5, 6)
+    mirror = rng.choice([-1.0, 1.0], 6)
+    a0, a1 = np.cos(angle) / scale * mirror, -np.sin(angle) / scale
+    b0, b1 = np.sin(angle) / scale * mirror, np.cos(angle) / scale
+    shifts = rng.uniform(-60.0, 60.0, (6, 2))
+    shifts[0] = 0.0  # one pure rotation/zoom about the origin
+    transforms = np.stack([a0, a1, shifts[:, 0], b0, b1, shifts[:, 1]], 1).astype(np.float32)
+    expected = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=np.pad(transforms, [(0, 0), (0, 2)]),
+        output_shape=[24, 20], fill_value=0.0, interpolation="BILINEAR",
+        fill_mode=fill_mode.upper()).numpy()
+    warp = tf.function(augment.warp_bilinear, jit_compile=True) if jit else augment.warp_bilinear
+    got = warp(tf.constant(images), tf.constant(transforms), fill_mode).numpy()
+    np.testing.assert_allclose(got, expected, atol=0.02)  # 0..255 values; XLA fuses mul-adds
+
+
 def test_colour_matrix_saturation_and_hue():
     one = tf.ones([1])
     identity = augment._chroma_matrix(one, tf.zeros([1])).numpy()[0]

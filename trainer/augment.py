@@ -6,14 +6,15 @@ same seed gives the same pixels eagerly, inside ``tf.data`` and on any machine: 
 ``--deterministic`` runs repeat. The input pipeline derives one seed per element.
 
 Why not Keras augmentation layers: inside tf.data on 2 cores they ran at about half the speed of
-a bare training loop (DESIGN.md). Here the whole geometric part (flip excepted) is ONE
-``ImageProjectiveTransformV3`` and the whole colour part is one add, one blend and one 3x3 matrix
-per image, all vectorised over a batch.
+a bare training loop (DESIGN.md). Here the whole geometric part (flip included) is ONE bilinear
+resampling per image (``warp_bilinear``: ImageProjectiveTransformV3's arithmetic, as gathers) and
+the whole colour part is one add, one blend and one 3x3 matrix per image, all vectorised over a
+batch and compiled together by XLA.
 
 Measured on 2 shared cores at 96 px, batches of 64 (bench.input_throughput): default() costs
-~0.5 CPU-ms per image on top of ~0.2 for read + parse + decode, nearly all of it the bilinear
-resampling (fill_mode="constant" is ~0.1 CPU-ms cheaper than "reflect"); the same magnitudes as
-Keras layers cost ~1.4.
+~0.13 CPU-ms per image on top of ~0.16 for read + parse + decode. Before XLA it cost ~0.48, 0.37 of
+it TF's ImageProjectiveTransformV3 kernel, which repeats the coordinate arithmetic per channel and
+cannot be compiled; the same magnitudes as Keras layers cost ~1.4.
 
 Random parameters for an image are drawn as one fixed row of uniforms (``_COLUMNS``), so turning an
 op on or off never changes the randomness of the others, and an op whose magnitude is 0 is skipped
@@ -143,8 +144,15 @@ def augment_batch(images, seed, config: AugmentConfig):
                         f"{images.dtype}")
     if config.is_identity:
         return tf.cast(images, tf.float32)
-    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
-    images = tf.cast(images, tf.float32)  # resampling float32 measured no slower than uint8
+    return _augment(images, tf.cast(tf.convert_to_tensor(seed), tf.int64), config)
+
+
+# XLA fuses the per-pixel arithmetic of the warp's gathers and the colour map into a few loops:
+# measured on 2 cores at 96 px, the whole augmentation went from 0.49 to ~0.1 CPU-ms per image
+# (TF's ImageProjectiveTransformV3 kernel alone took 0.37). Compiled once per batch shape.
+@tf.function(jit_compile=True)
+def _augment(images, seed, config: AugmentConfig):
+    images = tf.cast(images, tf.float32)
     shape = tf.shape(images)
     u = tf.random.stateless_uniform([shape[0], len(_COLUMNS)], seed=seed)
     col = lambda name: u[:, _COL[name]]
@@ -167,7 +175,8 @@ def augment_batch(images, seed, config: AugmentConfig):
                          need_mean=bool(config.contrast))
     if config.erasing_probability:
         images = _erase(images, u, config, tf.random.experimental.stateless_fold_in(seed, 1))
-    return images
+    # Fused bilinear weights can sum to a hair over 1 (255.00002): keep the 0..255 contract.
+    return tf.clip_by_value(images, 0.0, 255.0)
 
 
 def _affine(images, flip, angle, scale, shift_x, shift_y, fill_mode):
@@ -185,11 +194,61 @@ def _affine(images, flip, angle, scale, shift_x, shift_y, fill_mode):
     a0, a1, b0, b1 = cos * mirror, -sin, sin * mirror, cos
     a2 = cx - a0 * cx - a1 * cy - shift_x * width
     b2 = cy - b0 * cx - b1 * cy - shift_y * height
-    zeros = tf.zeros_like(a0)
-    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode=fill_mode.upper())
+    return warp_bilinear(images, tf.stack([a0, a1, a2, b0, b1, b2], axis=1), fill_mode)
+
+
+def warp_bilinear(images, transforms, fill_mode: str):
+    """What ImageProjectiveTransformV3 computes for affine ``transforms`` [B, 6], BILINEAR, fill 0.
+
+    Output pixel (x, y) samples input point (a0 x + a1 y + a2, b0 x + b1 y + b2), mapped into the
+    image by the fill mode exactly as TF's kernel does (image_ops.h, MapCoordinate), then blends
+    its four neighbours, a neighbour outside the image counting as 0. Written as four gathers so
+    that XLA can fuse it: TF's own kernel redoes the coordinate arithmetic for every channel and
+    cannot be compiled. tests/test_augment.py checks it against the kernel for every fill mode.
+    """
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    ys, xs = tf.meshgrid(tf.range(h), tf.range(w), indexing="ij")  # [H, W] output pixels
+    t = [transforms[:, i, tf.newaxis, tf.newaxis] for i in range(6)]
+    x = _map_coordinate(t[0] * xs + t[1] * ys + t[2], w, fill_mode)  # [B, H, W]
+    y = _map_coordinate(t[3] * xs + t[4] * ys + t[5], h, fill_mode)
+    x0, y0 = tf.floor(x), tf.floor(y)
+    fx, fy = x - x0, y - y0
+    flat = tf.reshape(images, [batch, height * width, 3])
+
+    def corner(dx, dy, weight):
+        cx, cy = x0 + dx, y0 + dy
+        inside = (cx >= 0.0) & (cx < w) & (cy >= 0.0) & (cy < h)
+        index = (tf.cast(tf.clip_by_value(cy, 0.0, h - 1.0), tf.int32) * width
+                 + tf.cast(tf.clip_by_value(cx, 0.0, w - 1.0), tf.int32))
+        weight = tf.where(inside, weight, 0.0)
+        values = tf.gather(flat, tf.reshape(index, [batch, -1]), batch_dims=1)
+        return tf.reshape(weight, [batch, -1, 1]) * values
+
+    out = (corner(0.0, 0.0, (1.0 - fx) * (1.0 - fy)) + corner(1.0, 0.0, fx * (1.0 - fy))
+           + corner(0.0, 1.0, (1.0 - fx) * fy) + corner(1.0, 1.0, fx * fy))
+    return tf.reshape(out, shape)
+
+
+def _map_coordinate(coord, length, fill_mode: str):
+    """One axis of TF's MapCoordinate: an input coordinate outside [0, length - 1] -> inside."""
+    if fill_mode == "constant":
+        return coord  # out-of-image neighbours read the fill value instead
+    if fill_mode == "nearest":
+        return tf.clip_by_value(coord, 0.0, length - 1.0)
+    if fill_mode == "reflect":  # dcba|abcd|dcba
+        period = 2.0 * length
+        below = coord + period * tf.floor(-coord / period)  # C++ truncation of a positive ratio
+        below = tf.where(below < -length, below + period, -below - 1.0)
+        above = coord - period * tf.floor(coord / period)
+        above = tf.where(above >= length, period - above - 1.0, above)
+    else:  # wrap: abcd|abcd|abcd
+        below = coord + length * (tf.floor(-coord / (length - 1.0)) + 1.0)
+        above = coord - length * tf.floor(coord / (length - 1.0))
+    mapped = tf.where(coord < 0.0, below, tf.where(coord > length - 1.0, above, coord))
+    mapped = tf.where(length <= 1.0, 0.0, mapped)  # a 1-pixel axis: everything maps to it
+    return tf.clip_by_value(mapped, 0.0, length - 1.0)
 
 
 def _colour(images, brightness, contrast, saturation, hue_angle, need_mean):
