@@ -96,7 +96,7 @@ class ReadLabels(beam.PTransform):
 
 def _unique_names(item):
     name, rows = item
-    rows = sorted(rows, key=lambda r: r.source)
+    rows = sorted((labels.LabelRow(*fields) for fields in rows), key=lambda r: r.source)
     if len(rows) == 1:
         yield rows[0]
         return
@@ -116,7 +116,9 @@ class RejectDuplicateFileNames(beam.PTransform):
 
     def expand(self, rows):
         out = (rows
-               | "KeyByName" >> beam.Map(lambda r: (r.file_name, r))
+               # Plain tuples cross the shuffle: Beam's fast coder has no pickle step for them.
+               | "KeyByName" >> beam.Map(lambda r: (r.file_name, (
+                   r.file_name, r.age, r.source, r.extra, r.split)))
                | "GroupByName" >> beam.GroupByKey()
                | "Check" >> beam.FlatMap(_unique_names).with_outputs(REJECTS, main="rows"))
         return out.rows, out[REJECTS]
@@ -168,8 +170,7 @@ class _LoadImage(beam.DoFn):
         record_id = record[schema.ID]
         split_name = split.choose_split(record_id, row.split, group, self.ratios)
         num_shards = plan.get(split_name, 1)
-        yield TaggedOutput(CLAIMS, (record_id, dedup.Claim(row.file_name, row.label_key(),
-                                                           row.age, path)))
+        yield TaggedOutput(CLAIMS, (record_id, (row.file_name, row.label_key(), row.age, path)))
         # The shard is known here (split.py planned the counts), so the framed record goes
         # straight into this bundle's fragment file; only its Part crosses the shuffle.
         frame = metadata.tfrecord_frames([schema.encode(record, self.extra_columns)])
@@ -210,7 +211,10 @@ class _LoadImage(beam.DoFn):
 
 class LoadImages(beam.PTransform):
     """LabelRows -> ((shard key, fragments.Part), claims on ids, rejects): read, validate,
-    resize, measure, choose the split and shard, encode, spill to fragment files."""
+    resize, measure, choose the split and shard, encode, spill to fragment files.
+
+    A claim is (id, the fields of a dedup.Claim as a plain tuple): Beam's fast coder encodes
+    plain tuples without pickling them."""
 
     def __init__(self, images_dir: str, config: images.ImageConfig, plan, fragments_dir: str,
                  ratios=split.DEFAULT_RATIOS, group_by: str | None = None, extra_columns=()):
@@ -229,7 +233,7 @@ class LoadImages(beam.PTransform):
 
 def _resolve(item):
     _, claims = item
-    claims = list(claims)
+    claims = [dedup.Claim(*fields) for fields in claims]
     if len(claims) == 1:
         return
     keeper, rejects, merged = dedup.resolve(claims)

@@ -82,7 +82,8 @@ def test_load_images_spills_each_encoded_record_under_its_planned_shard(tmp_path
             str(images_dir), config, shards_per_split, str(tmp_path / "fragments")))
         assert_that(keyed | beam.FlatMap(lambda kv: [f[1:] for f in _fields(kv)]),
                     equal_to([(3, "good.png", 8, True)]), label="records")
-        assert_that(claims | beam.Map(lambda kv: (len(kv[0]), kv[1].file_name, kv[1].age)),
+        assert_that(claims | beam.Map(lambda kv: (len(kv[0]), dedup.Claim(*kv[1]).file_name,
+                                                 dedup.Claim(*kv[1]).age)),
                     equal_to([(32, "good.png", 5.0)]), label="claims")
         assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"])),
                     equal_to([("empty.png", reasons.EMPTY_FILE),
