@@ -97,6 +97,9 @@ def test_counts_add_up_to_the_valid_inputs(sample, first_run):
 
 def test_each_broken_input_is_in_errors_once_with_its_reason(sample, first_run):
     errors = _errors(first_run["out"])
+    assert os.listdir(os.path.join(first_run["out"], schema.ERRORS_DIR)) == ["errors.jsonl"]
+    lines = [json.dumps(line, sort_keys=True) for line in errors]
+    assert lines == sorted(lines)  # sorted: the same inputs give the same file
     got = {}
     for line in errors:
         assert {"input", "reason", "detail"} <= set(line), line

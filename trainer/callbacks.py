@@ -51,6 +51,11 @@ class HistoryWriter(keras.callbacks.Callback):
     first, so an epoch that was interrupted and re-run appears once.
     """
 
+    # Its per-step hook only reads the clock: Keras may run it off the training thread. Without
+    # this, any on_train_batch_end makes Keras wait for every step's result before dispatching
+    # the next one.
+    async_safe = True
+
     def __init__(self, model_dir: str, stage: str, images_per_epoch: int,
                  val_loss_scale: float = 1.0):
         super().__init__()
