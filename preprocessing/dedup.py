@@ -5,7 +5,8 @@ path, but not its pixels. The claims of one id are resolved here: identical labe
 whose name sorts first, conflicting labels reject every copy (nobody can tell which label is
 right). Only ids with several claims get a verdict, so the verdicts are as small as the number
 of duplicate groups; the shard writer drops every copy a verdict does not keep. Keeping the
-pixels out of this step is what lets the encoded images cross the job's shuffle only once.
+pixels out of this step is what lets the encoded images go from the load stage straight to
+their shard's fragment file (fragments.py) without a shuffle.
 """
 
 from __future__ import annotations

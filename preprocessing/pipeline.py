@@ -1,20 +1,22 @@
 """The Beam graph: named composite transforms, and ``run`` which tests and run.py both call.
 
     ReadLabels -> PlanShards (shards per split, a side input of LoadImages)
-    ReadLabels -> RejectDuplicateFileNames -> LoadImages -> Example bytes keyed by their shard
+    ReadLabels -> RejectDuplicateFileNames -> LoadImages -> (shard, Part): framed records spilled
+                                                            to fragment files, per bundle
                                               LoadImages -> claims -> ResolveDuplicates
-    Example bytes + duplicate verdicts (side input) -> WriteShards (staging)
+    Parts + duplicate verdicts (side input) -> WriteShards (staging)
     every stage's rejects -> WriteErrors ; shard summaries, rejects, merges -> WriteStats
 
-Every stage returns (good, rejects): nothing is dropped silently. The encoded images cross one
-shuffle, GroupByShard: the shard plan comes from the label rows (split.py), and duplicates are
-decided on small claims (dedup.py) whose verdicts the shard writer applies. On the DirectRunner
-each extra shuffle of the images cost about a sixth of the job's time; on Dataflow it is
-shuffle bytes. The per-record work is pure functions (images, records, split, dedup) that
-tests and the benchmark's plain loop call without a pipeline. Shards are written into
-OUT/.staging and only moved into OUT by ``metadata.publish`` after the whole pipeline succeeded
-and wrote at least one record (an all-rejected run leaves OUT as it was; its errors stay in
-OUT/.staging/errors/).
+Every stage returns (good, rejects): nothing is dropped silently. The encoded images never
+cross a shuffle: the shard plan comes from the label rows (plan.py), so LoadImages writes each
+framed record into its shard's part of a fragment file (fragments.py) and only small Parts go
+through GroupByShard; duplicates are decided on small claims (dedup.py) whose verdicts the shard
+writer applies. On the DirectRunner every shuffled image byte passes through the runner process,
+and the job's three image shuffles (dedup, split sizes, shards) cost a third of its time. The
+per-record work is pure functions (images, records, split, dedup) that tests and the
+benchmark's plain loop call without a pipeline. Shards are written into OUT/.staging and only
+moved into OUT by ``metadata.publish`` after the whole pipeline succeeded and wrote at least one
+record (an all-rejected run leaves OUT as it was; its errors stay in OUT/.staging/errors/).
 """
 
 from __future__ import annotations

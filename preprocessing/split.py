@@ -3,14 +3,15 @@
 The key is the record's id (a hash of its image bytes, see ``record_id``) or, with
 ``--group_by=COLUMN``, the value of that column, so that every photo of one person lands in the
 same split. Hashing the content rather than the path means renaming or moving the data set does
-not reshuffle the splits, and exact duplicates cannot straddle two splits. Nothing here depends on
-the runner, the worker count or the shard count, so a rerun puts every input where it was.
+not reshuffle the splits; exact duplicates are kept once (dedup.py), whatever their splits.
+Nothing here depends on the runner, the worker count or the shard count, so a rerun puts every
+input where it was.
 
 The number of shards of a split is planned from the label rows, before any image is read
-(``expected_counts``, ``planned_num_shards``): a record's shard is then known the moment its image
-is loaded, so the encoded images cross the job's shuffle once instead of waiting for a count of
-the final records. ``--num_shards=0`` therefore sizes shards from an estimate of the bytes per
-record; stats.json reports the real sizes.
+(``expected_counts``, ``planned_num_shards``; plan.py): a record's shard is then known the
+moment its image is loaded, so the record goes straight to its shard's fragment file instead of
+waiting for a count of the final records. ``--num_shards=0`` therefore sizes shards from an
+estimate of the bytes per record; stats.json reports the real sizes.
 """
 
 from __future__ import annotations
