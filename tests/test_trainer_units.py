@@ -212,3 +212,15 @@ def test_tf_config_chief_rules():
     assert distribution.resolve_strategy_name("auto", "", {}, 0) == "one_device"
     with pytest.raises(ValueError, match="TF_CONFIG"):
         distribution.tf_config({"TF_CONFIG": "{nope"})
+
+
+def test_pad_to_steps_gives_exactly_that_many_full_batches_then_ends():
+    images = tf.ones([5, 4, 4, 3])
+    ds = tf.data.Dataset.from_tensor_slices((images, tf.range(5.0), tf.ones([5]))).batch(2)
+    batches = list(train.pad_to_steps(ds, image_size=4, batch_size=2, steps=4))
+    assert len(batches) == 4  # finite: a validation pass's iterator ends instead of prefetching
+    ages = np.concatenate([b[1].numpy() for b in batches])
+    weights = np.concatenate([b[2].numpy() for b in batches])
+    assert ages[:5].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert weights.tolist() == [1.0] * 5 + [0.0] * 3  # padding never counts
+    assert all(b[0].shape == (2, 4, 4, 3) for b in batches)
