@@ -87,8 +87,15 @@ def lookup_weights(age, table):
 
 def to_element(features, *, image_size: int, age_weights=None,
                extra_columns: Sequence[str] = (), with_metadata: bool = False):
-    """One parsed record (schema.parse output) -> (uint8 image, age, weight | meta)."""
-    image = decode_image(features[schema.IMAGE], image_size)
+    """Parsed records (schema.parse of one record or a batch) -> (uint8 image(s), age, weight |
+    meta), with a leading batch dimension when the input had one."""
+    encoded = features[schema.IMAGE]
+    if encoded.shape.rank == 0:
+        image = decode_image(encoded, image_size)
+    else:  # JPEG decoding takes one image at a time
+        image = tf.map_fn(lambda e: decode_image(e, image_size), encoded,
+                          fn_output_signature=tf.TensorSpec([image_size, image_size, 3],
+                                                            tf.uint8))
     age = tf.cast(features[schema.AGE], tf.float32)
     if with_metadata:
         meta = {name: features[key] for name, key in META_KEYS.items()}
@@ -175,13 +182,14 @@ def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int
         return to_element(features, image_size=image_size, age_weights=table,
                           extra_columns=extra_columns, with_metadata=with_metadata)
 
-    # Parse and decode one record per call, in parallel: JPEG decoding only takes one image at a
-    # time, and it runs after the shuffle so the shuffle buffer holds small encoded records.
-    ds = ds.map(parse_and_decode, num_parallel_calls=tf.data.AUTOTUNE)
-    # drop_remainder when training so every step (and every replica) sees the same static shape:
-    # no retracing, and MirroredStrategy never receives a ragged last batch. Images are still
-    # uint8 here: a quarter of the bytes of float32 to copy into the batch.
+    # Batch the encoded records, then parse and decode whole batches, several in parallel:
+    # parse_example over a batch cost 0.014 CPU-ms per record where parse_single_example cost
+    # 0.057, and parse + decode went from 0.14 to 0.10 (96 px). After the shuffle, so the shuffle
+    # buffer holds small encoded records. drop_remainder when training so every step (and every
+    # replica) sees the same static shape: no retracing, and MirroredStrategy never receives a
+    # ragged last batch. Images stay uint8 until augmentation: a quarter of the bytes to move.
     ds = ds.batch(batch_size, drop_remainder=training)
+    ds = ds.map(parse_and_decode, num_parallel_calls=tf.data.AUTOTUNE)
     # Augment whole batches (training only), each image with its own parameters: the few dozen
     # small ops of an augmentation then pay their dispatch overhead once per batch, not per image
     # (measured: -20% CPU for AugmentConfig.default(), -55% for the colour jitter alone; the
