@@ -12,7 +12,7 @@ the whole colour part is one add, one blend and one 3x3 matrix per image, all ve
 batch and compiled together by XLA.
 
 Measured on 2 shared cores at 96 px, batches of 64 (bench.input_throughput): default() costs
-~0.13 CPU-ms per image on top of ~0.16 for read + parse + decode. Before XLA it cost ~0.48, 0.37 of
+~0.14 CPU-ms per image on top of ~0.11 for read + parse + decode. Before XLA it cost ~0.48, 0.37 of
 it TF's ImageProjectiveTransformV3 kernel, which repeats the coordinate arithmetic per channel and
 cannot be compiled; the same magnitudes as Keras layers cost ~1.4.
 
