@@ -23,6 +23,7 @@ from typing import NamedTuple
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from preprocessing import metadata
 from preprocessing.labels import join
 
 FRAGMENTS_DIR = "fragments"
@@ -74,9 +75,7 @@ class Spill:
             parts.append((key, Part(path, offset, size, tuple(e for e, _ in items))))
             chunks += [frame for _, frame in items]
             offset += size
-        with FileSystems.create(path, mime_type="application/octet-stream",
-                                compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            f.write(b"".join(chunks))
+        metadata.write_frames(path, chunks)
         self.groups, self.num_bytes = {}, 0
         return parts
 

@@ -58,8 +58,12 @@ def write_tfrecords(path: str, payloads: Iterable[bytes]) -> int:
 
 def write_frames(path: str, frames: Iterable[bytes]) -> int:
     """Writes already framed records (``tfrecord_frames``) as one file; returns its size."""
-    data = b"".join(frames)
-    with FileSystems.create(path, mime_type="application/octet-stream",
+    return write_bytes(path, b"".join(frames))
+
+
+def write_bytes(path: str, data: bytes, mime_type: str = "application/octet-stream") -> int:
+    """Writes one file, local or gs://, as-is whatever its name ends with; returns its size."""
+    with FileSystems.create(path, mime_type=mime_type,
                             compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(data)
     return len(data)
@@ -198,9 +202,8 @@ def write_tfds_metadata(output_dir: str, stats: dict, image_size: int, extra_col
 
 
 def write_json(path: str, value) -> None:
-    with FileSystems.create(path, mime_type="application/json",
-                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(json.dumps(value, indent=2, sort_keys=True).encode("utf-8"))
+    write_bytes(path, json.dumps(value, indent=2, sort_keys=True).encode("utf-8"),
+                "application/json")
 
 
 def read_json(path: str):

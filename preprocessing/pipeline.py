@@ -304,8 +304,8 @@ def _count_reason(reject):
 def _write_errors(item, path: str) -> None:
     _, lines = item
     # Sorted: the same inputs give the same file, which diffs cleanly between runs.
-    with FileSystems.create(path, mime_type="application/json") as f:
-        f.write("".join(line + "\n" for line in sorted(lines)).encode("utf-8"))
+    metadata.write_bytes(path, "".join(line + "\n" for line in sorted(lines)).encode("utf-8"),
+                         "application/json")
 
 
 class WriteErrors(beam.PTransform):
