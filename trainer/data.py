@@ -2,7 +2,7 @@
 
 ``build_dataset`` is one straight-line function; each step's comment says why it sits where it
 does. The record layout comes from ``preprocessing.schema`` (never redefined here), the per-image
-work lives in small pure functions (``decode_image``, ``lookup_weights``, ``to_element``) that
+work lives in small pure functions (``decode_image``, ``lookup_weights``, ``to_batch``) that
 tests call eagerly, and augmentation lives in ``trainer.augment``.
 
 Images leave the pipeline as float32 in 0..255: the backbone's own input preprocessing is a layer
@@ -85,17 +85,13 @@ def lookup_weights(age, table):
     return tf.gather(table, index)
 
 
-def to_element(features, *, image_size: int, age_weights=None,
-               extra_columns: Sequence[str] = (), with_metadata: bool = False):
-    """Parsed records (schema.parse of one record or a batch) -> (uint8 image(s), age, weight |
-    meta), with a leading batch dimension when the input had one."""
-    encoded = features[schema.IMAGE]
-    if encoded.shape.rank == 0:
-        image = decode_image(encoded, image_size)
-    else:  # JPEG decoding takes one image at a time
-        image = tf.map_fn(lambda e: decode_image(e, image_size), encoded,
-                          fn_output_signature=tf.TensorSpec([image_size, image_size, 3],
-                                                            tf.uint8))
+def to_batch(features, *, image_size: int, age_weights=None,
+             extra_columns: Sequence[str] = (), with_metadata: bool = False):
+    """A parsed batch (schema.parse of [B] records) -> (uint8 images [B,S,S,3], ages [B],
+    weights [B] | meta dict)."""
+    # JPEG decoding takes one image at a time.
+    image = tf.map_fn(lambda e: decode_image(e, image_size), features[schema.IMAGE],
+                      fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
     age = tf.cast(features[schema.AGE], tf.float32)
     if with_metadata:
         meta = {name: features[key] for name, key in META_KEYS.items()}
@@ -179,8 +175,8 @@ def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int
 
     def parse_and_decode(serialized):
         features = schema.parse(serialized, extra_columns)
-        return to_element(features, image_size=image_size, age_weights=table,
-                          extra_columns=extra_columns, with_metadata=with_metadata)
+        return to_batch(features, image_size=image_size, age_weights=table,
+                        extra_columns=extra_columns, with_metadata=with_metadata)
 
     # Batch the encoded records, then parse and decode whole batches, several in parallel:
     # parse_example over a batch cost 0.014 CPU-ms per record where parse_single_example cost
