@@ -48,6 +48,10 @@ class LabelRow:
     extra: dict = field(default_factory=dict)  # column name -> string
     split: str | None = None  # set when the source dictates the split (APPA-REAL)
 
+    def group(self, column: str | None) -> str | None:
+        """The value deciding this row's split under ``--group_by=column`` (None: empty)."""
+        return None if column is None else self.extra.get(column) or None
+
     def label_key(self) -> tuple:
         """What 'identical labels' means when two files hold the same bytes."""
         return (self.age, tuple(sorted(self.extra.items())), self.split)

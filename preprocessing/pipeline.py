@@ -150,14 +150,13 @@ class _LoadImage(beam.DoFn):
 
     def process(self, row, plan):
         path = labels.join(self.images_dir, row.file_name)
-        group = None
-        if self.group_by is not None:
-            group = row.extra.get(self.group_by) or None
-            if group is None:  # known from the label alone: no need to read the image
-                yield TaggedOutput(REJECTS, rejection(
-                    path, reasons.BAD_ROW, f"empty --group_by column {self.group_by!r}",
-                    file_name=row.file_name))
-                return
+        group = row.group(self.group_by)
+        if self.group_by is not None and group is None:
+            # Known from the label alone: no need to read the image.
+            yield TaggedOutput(REJECTS, rejection(
+                path, reasons.BAD_ROW, f"empty --group_by column {self.group_by!r}",
+                file_name=row.file_name))
+            return
         data = yield from self._read(path, row)
         if data is None:
             return

@@ -23,7 +23,7 @@ class _ExpectedCounts(beam.CombineFn):
         return {}
 
     def add_input(self, counts, row):
-        group = None if self.group_by is None else row.extra.get(self.group_by) or None
+        group = row.group(self.group_by)
         if self.group_by is not None and group is None:
             return counts  # rejected for its empty group: adds to no split
         for name, n in split.expected_counts(row.split, group, self.ratios).items():
