@@ -32,6 +32,7 @@ WORKDIR /app
 COPY setup.py pyproject.toml README.md ./
 RUN python -m pip install '.[cloud]'
 
+COPY contract/ contract/
 COPY preprocessing/ preprocessing/
 COPY trainer/ trainer/
 COPY deploy/ deploy/

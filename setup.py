@@ -18,8 +18,8 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["preprocessing", "preprocessing.*", "trainer", "trainer.*",
-                                    "deploy", "deploy.*"]),
+    packages=find_packages(include=["contract", "contract.*", "preprocessing", "preprocessing.*",
+                                    "trainer", "trainer.*", "deploy", "deploy.*"]),
     install_requires=[
         "tensorflow-datasets>=4.9,<5",
         "apache-beam[gcp]>=2.60,<3",
