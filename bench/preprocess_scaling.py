@@ -1,0 +1,122 @@
+"""Does the Beam job's memory or speed depend on the data set's size? 20,000 vs 200,000 images.
+
+    python -m bench.preprocess_scaling [--sizes=20000,200000] [--workers=2] [--work_dir=DIR]
+
+For each size: distinct synthetic 64 px faces (preprocessing.synthetic), then the plain
+multiprocessing loop of bench.preprocess_throughput and the real job
+(``python -m preprocessing.run``, DirectRunner multi_processing) on the same files. A sampler
+reads every process's peak RSS (VmHWM) in the job's process tree while it runs: state held per
+input (dedup claims, shard plans, stats) would show as a runner peak that grows with the size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bench.preprocess_throughput import plain_loop
+from preprocessing import images
+
+
+def _children(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        found += [int(k) for k in kids]
+        todo += [int(k) for k in kids]
+    return found
+
+
+def _hwm_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def run_sampled(cmd: list[str]) -> tuple[float, float, float, int]:
+    """(seconds, runner peak MB, largest worker peak MB, worker count) of one command."""
+    peaks: dict[int, float] = {}
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            for pid in [proc.pid, *_children(proc.pid)]:
+                mb = _hwm_mb(pid)
+                if mb is not None:
+                    peaks[pid] = max(peaks.get(pid, 0.0), mb)
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate()
+    seconds = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
+    workers = [mb for pid, mb in peaks.items() if pid != proc.pid]
+    return seconds, peaks.get(proc.pid, 0.0), max(workers, default=0.0), len(workers)
+
+
+def make_sample(folder: Path, size: int) -> list:
+    if not (folder / "labels.csv").exists():
+        subprocess.run([sys.executable, "-m", "preprocessing.synthetic", f"--output_dir={folder}",
+                        f"--num_images={size}", "--image_size=64", "--seed=7"], check=True)
+    with open(folder / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    tasks = [(str(folder / "images" / r["file_name"]), r["file_name"], float(r["real_age"]),
+              {"gender": r["gender"]}) for r in rows]
+    for path, *_ in tasks:  # warm the page cache for both contenders
+        Path(path).read_bytes()
+    return tasks
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="20000,200000")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--work_dir", default="/tmp/face-age-scaling")
+    p.add_argument("--keep", action="store_true", help="keep the generated images")
+    args = p.parse_args(argv)
+    work = Path(args.work_dir)
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
+    print("| images | loop img/s | job img/s | job / loop | runner peak RSS | worker peak RSS |")
+    print("|---|---|---|---|---|---|")
+    config = images.ImageConfig(image_size=64)
+    for size in (int(s) for s in args.sizes.split(",")):
+        folder = work / f"sample_{size}"
+        tasks = make_sample(folder, size)
+        _, loop_s = plain_loop(tasks, config, args.workers, str(work / "loop.tfrecord"))
+        out = work / f"out_{size}"
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, runner, worker, n = run_sampled([
+            sys.executable, "-m", "preprocessing.run", f"--labels={folder / 'labels.csv'}",
+            f"--images={folder / 'images'}", f"--output_dir={out}", "--image_size=64",
+            "--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"])
+        print(f"| {size:,} | {size / loop_s:,.0f} | {size / seconds:,.0f} | "
+              f"{loop_s / seconds:.2f}x | {runner:,.0f} MB | {worker:,.0f} MB ({n} workers) |",
+              flush=True)
+        shutil.rmtree(out, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
