@@ -7,7 +7,7 @@ DEMO_DIR ?= demo_out
 UTKFACE ?= ../shared/data/utkface
 
 .PHONY: venv demo test test-fast lint bench bench-preprocess bench-input bench-train bench-export \
-	bench-quality clean
+	bench-quality bench-faults bench-scaling clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,12 @@ bench-train: $(STAMP)
 
 bench-export: $(STAMP)
 	$(PY) -m bench.export_latency
+
+bench-faults: $(STAMP)
+	$(PY) -m bench.faults
+
+bench-scaling: $(STAMP)
+	$(PY) -m bench.preprocess_scaling
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data_dir=$(UTKFACE)
