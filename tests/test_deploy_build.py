@@ -225,8 +225,8 @@ def test_every_python_module_and_make_target_in_the_steps_exists():
         assert module_exists(module), module
 
 
-def _run_submit_step(mode: str) -> subprocess.CompletedProcess:
-    script = render(step("submit-training")["args"][1], {"_SUBMIT_TRAINING": mode})
+def _run_submit_step(mode: str, **overrides: str) -> subprocess.CompletedProcess:
+    script = render(step("submit-training")["args"][1], {"_SUBMIT_TRAINING": mode, **overrides})
     # The step uses the .venv the test step built; here, this interpreter plays that part.
     script = script.replace(".venv/bin/python", shlex.quote(sys.executable))
     return subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True,
@@ -255,3 +255,15 @@ def test_submit_step_toggle(mode, code, message):
     proc = _run_submit_step(mode)
     assert proc.returncode == code
     assert message in proc.stdout + proc.stderr
+
+
+def test_submit_step_trains_the_tpu_variant_on_a_tpu_and_refuses_the_gpu_one():
+    tpu = dict(_MACHINE_TYPE="ct5lp-hightpu-4t", _ACCELERATOR_TYPE="", _ACCELERATOR_COUNT="0")
+    proc = _run_submit_step("dry_run", _VARIANT="tpu", **tpu)
+    assert proc.returncode == 0, proc.stderr
+    [pool] = json.loads(proc.stdout)["customJob"]["jobSpec"]["workerPoolSpecs"]
+    assert pool["containerSpec"]["imageUri"].endswith("/face-age-trainer:latest-tpu")
+    assert pool["containerSpec"]["args"][-2:] == ["--distribution_strategy=tpu", "--tpu=local"]
+    refused = _run_submit_step("dry_run", _VARIANT="gpu", **tpu)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "is a TPU, but --image_uri=" in refused.stderr and "_VARIANT=tpu" in refused.stderr
