@@ -8,7 +8,9 @@ r"""Submit the trainer image to Vertex AI: one GPU, many GPUs, several workers, 
 
 Everything after ``--`` goes to ``python -m trainer.task`` unchanged, plus the
 ``--distribution_strategy`` the pools imply (mirrored on one machine, multi_worker_mirrored on
-several, tpu on a TPU). ``--dry_run`` prints the request instead of sending it.
+several, tpu on a TPU). ``--dry_run`` prints the request instead of sending it. Refused before
+anything is sent: an image built for other machines (deploy.image_kind), and workers that could
+not each read shards of every split (``--check_data``, from DATA_DIR/stats.json).
 """
 
 from __future__ import annotations
