@@ -41,8 +41,8 @@ def check(kind: str, image_uri: str, machine_kind: str, machine_type: str,
           reduction_server_count: int) -> None:
     """Raises ValueError, naming the fix, when the image cannot serve the job's machines."""
     seen = f"--image_uri={image_uri} is a {kind} image"
-    how = ("(cloudbuild.yaml tags each image TAG-gpu, TAG-gpu-rs or TAG-tpu; pass --image_kind "
-           "for an image tagged otherwise)")
+    how = ("(cloudbuild.yaml tags each image TAG-gpu, TAG-gpu-rs or TAG-tpu; --image_kind names "
+           "the kind of an image tagged otherwise)")
     if machine_kind == "tpu" and kind != "tpu":
         raise ValueError(f"--machine_type={machine_type} is a TPU, but {seen}: its TensorFlow "
                          "has no TPU support and no libtpu. Build the TPU image (gcloud builds "
@@ -50,10 +50,10 @@ def check(kind: str, image_uri: str, machine_kind: str, machine_type: str,
                          f"and pass it {how}")
     if machine_kind == "gpu" and kind == "tpu":
         raise ValueError(f"--machine_type={machine_type} has GPUs, but {seen} without CUDA: "
-                         f"use the GPU image (_VARIANT=gpu) {how}")
+                         f"pass the GPU image (_VARIANT=gpu) {how}")
     if reduction_server_count and kind != "gpu-rs":
         raise ValueError(f"--reduction_server_count={reduction_server_count} needs the Reduction "
                          f"Server NCCL plugin in the trainer image, but {seen} without it: NCCL "
-                         "would all-reduce as before and the reduction servers would idle. Build "
-                         "with _VARIANT=gpu-rs (docker build --build-arg REDUCTION_SERVER=1) "
-                         f"{how}, or drop --reduction_server_count")
+                         "would all-reduce as before and the reduction servers would idle. Pass "
+                         "an image built with _VARIANT=gpu-rs (docker build --build-arg "
+                         f"REDUCTION_SERVER=1), or drop --reduction_server_count {how}")
