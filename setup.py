@@ -1,8 +1,11 @@
 """Face age estimation: Beam preprocessing, tf.distribute trainer, evaluation and Vertex AI deploy.
 
-TensorFlow comes through an extra so that one package serves a laptop (``[cpu]``: tensorflow-cpu)
-and the cloud image (whose GPU base image already ships ``tensorflow``; ``[gpu]`` installs it
-elsewhere). ``pip install -e '.[cpu,dev]'`` is what ``make test`` runs.
+The base requirements are exactly what the Beam job (``preprocessing.run``) imports, because
+Dataflow installs this package on every worker from this file: nothing there may pull the
+trainer's libraries (a test checks the job's imports against this list). The trainer's come
+through extras, so that one package serves a laptop (``[cpu]``: tensorflow-cpu + ``[trainer]``),
+a GPU machine (``[gpu]``) and the cloud image, whose base stage already ships TensorFlow
+(``[trainer,cloud]``). ``pip install -e '.[cpu,dev]'`` is what ``make test`` runs.
 """
 
 from pathlib import Path
@@ -10,6 +13,35 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 TF_RANGE = ">=2.16,<2.22"
+
+# What the Beam job imports (and nothing else): Dataflow workers install these.
+WORKER = [
+    "apache-beam[gcp]>=2.60,<3",
+    "pillow>=10,<13",
+    "numpy>=1.26,<3",
+    "google-crc32c>=1.5,<2",  # TFRecord framing checksums in the Beam writer
+    # The flags of preprocessing.synthetic (the sample data a job is tried on) and of every
+    # other command; 130 KB, no dependencies of its own.
+    "absl-py>=2.0,<3",
+]
+# The trainer, evaluation and predict commands, on top of a TensorFlow from [cpu], [gpu] or
+# the image's base stage.
+TRAINER = [
+    "tensorflow-datasets>=4.9,<5",
+    "pandas>=2.0,<3",
+    "matplotlib>=3.8,<4",
+    # tensorflow-cpu 2.21 no longer pulls it in; tf.summary (TensorBoard logs) needs it.
+    "tensorboard>=2.16,<2.22",
+    # trainer/distribution.py works around a Keras 3.15 multi-worker bug by wrapping one of
+    # its internal functions: a Keras release we have not tested must not slip in unnoticed.
+    "keras>=3.15,<3.16",
+]
+# The deploy commands (Vertex AI requests, gs:// checks) and tuning trials' metric reports.
+CLOUD = [
+    "google-cloud-aiplatform>=1.60,<2",
+    "google-cloud-storage>=2.10,<4",
+    "cloudml-hypertune>=0.1.0.dev6",
+]
 
 setup(
     name="face-age",
@@ -20,33 +52,19 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["contract", "contract.*", "preprocessing", "preprocessing.*",
                                     "trainer", "trainer.*", "deploy", "deploy.*"]),
-    install_requires=[
-        "tensorflow-datasets>=4.9,<5",
-        "apache-beam[gcp]>=2.60,<3",
-        "google-cloud-storage>=2.10,<4",
-        "pandas>=2.0,<3",
-        "pillow>=10,<13",
-        "absl-py>=2.0,<3",
-        "google-crc32c>=1.5,<2",  # TFRecord framing checksums in the Beam writer
-        "numpy>=1.26,<3",
-        "matplotlib>=3.8,<4",
-        # tensorflow-cpu 2.21 no longer pulls it in; tf.summary (TensorBoard logs) needs it.
-        "tensorboard>=2.16,<2.22",
-        # trainer/distribution.py works around a Keras 3.15 multi-worker bug by wrapping one of
-        # its internal functions: a Keras release we have not tested must not slip in unnoticed.
-        "keras>=3.15,<3.16",
-    ],
+    install_requires=WORKER,
     extras_require={
-        "cpu": [f"tensorflow-cpu{TF_RANGE}"],
-        "gpu": [f"tensorflow[and-cuda]{TF_RANGE}"],
-        "cloud": ["google-cloud-aiplatform>=1.60,<2", "cloudml-hypertune>=0.1.0.dev6"],
+        "trainer": TRAINER,
+        "cpu": [f"tensorflow-cpu{TF_RANGE}", *TRAINER],
+        "gpu": [f"tensorflow[and-cuda]{TF_RANGE}", *TRAINER],
+        "cloud": CLOUD,
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
             "ruff>=0.6",
             "gcp-storage-emulator>=2024.8.3",
-            "google-cloud-aiplatform>=1.60,<2",
             "pyyaml>=6",
+            *CLOUD,
         ],
     },
 )

@@ -1,4 +1,4 @@
-"""Small gs:// helpers: parse and require gs:// URIs, upload, download, check existence.
+"""Small gs:// helpers: parse and require gs:// URIs, upload, download, read, check existence.
 
 Cloud machines (Vertex AI replicas, Dataflow workers, the serving container) cannot see the
 submitting laptop's disk, so every path they read or write must be a gs:// URI; ``require_gs``
@@ -87,6 +87,19 @@ def download_file(uri: str, local_path: str | Path, gcs=None) -> Path:
     local_path.parent.mkdir(parents=True, exist_ok=True)
     (gcs or client()).bucket(bucket).blob(blob).download_to_filename(str(local_path))
     return local_path
+
+
+def read_text(uri: str, gcs=None) -> str:
+    """The object's text (UTF-8); FileNotFoundError naming the URI when there is none."""
+    from google.api_core import exceptions
+
+    bucket, blob = parse(uri)
+    if not blob:
+        raise ValueError(f"{uri!r} names a bucket, not an object")
+    try:
+        return (gcs or client()).bucket(bucket).blob(blob).download_as_text(encoding="utf-8")
+    except exceptions.NotFound:
+        raise FileNotFoundError(f"{uri} not found") from None
 
 
 def exists(uri: str, gcs=None) -> bool:

@@ -6,7 +6,8 @@ names the flag. The table follows "Configure compute resources for custom traini
 AI documentation: N1 machines take attachable GPUs (T4, V100, P100, P4) in fixed counts; the
 A2/A3/G2 families come with their GPUs built in, so the machine type fixes type *and* count; TPUs
 are either ``cloud-tpu`` with TPU_V2/TPU_V3 x 8 or a TPU VM type (``ct5lp-hightpu-4t`` = v5e with
-4 chips) whose topology the machine type implies.
+4 chips) whose topology the machine type implies; v6e (``ct6e-*``) is known but refused, since
+Vertex AI lists no TensorFlow support for it.
 
 Everything here is a pure function of strings and ints, so the tests need no cloud.
 """
@@ -55,6 +56,10 @@ _TPU_VMS = {
     "ct6e-standard-4t": (4, "2x2"),
     "ct6e-standard-8t": (8, "2x4"),
 }
+# TPU VM types whose TPU generation Vertex AI lists without TensorFlow support ("Training with
+# TPU accelerators": v6e runs JAX and PyTorch only). The trainer is TensorFlow, so a job there
+# could only fail after the machine is provisioned.
+_NO_TENSORFLOW = {machine for machine in _TPU_VMS if machine.startswith("ct6e-")}
 _N1 = re.compile(r"^n1-(standard|highmem|highcpu)-\d+$")
 _CPU_FAMILIES = re.compile(r"^(n1|n2|n2d|e2|c2|c2d|c3|m1)-[a-z0-9-]+$")
 
@@ -125,7 +130,7 @@ def resolve(machine_type: str, accelerator_type: str = "", accelerator_count: in
     if not _CPU_FAMILIES.match(mt):
         raise ValueError(f"{f_mt}={mt} is not a machine type this tool knows; GPU machines are "
                          "n1-* (+ --accelerator_type), a2-*, a3-*, g2-*; TPUs cloud-tpu or "
-                         "ct5lp-hightpu-*/ct6e-standard-*")
+                         "ct5lp-hightpu-*")
     return Hardware(mt)
 
 
@@ -141,6 +146,10 @@ def _resolve_tpu(mt, acc, count, topology, f_mt, f_acc, f_cnt) -> Hardware:
         return Hardware(mt, acc, 8, kind="tpu", replicas=8)
     if mt in _TPU_VMS:
         chips, default_topology = _TPU_VMS[mt]
+        if mt in _NO_TENSORFLOW:
+            raise ValueError(f"{f_mt}={mt} is a TPU v6e, for which Vertex AI lists no TensorFlow "
+                             "support (JAX and PyTorch only); this trainer is TensorFlow: use "
+                             "ct5lp-hightpu-{1,4,8}t (TPU v5e) or cloud-tpu with TPU_V3")
         if acc or count:
             raise ValueError(f"{f_mt}={mt} names its TPU (v5e/v6e, {chips} chips): leave {f_acc} "
                              f"and {f_cnt} unset; the topology ({default_topology}) goes in "
@@ -151,8 +160,7 @@ def _resolve_tpu(mt, acc, count, topology, f_mt, f_acc, f_cnt) -> Hardware:
                              f"({chips} chips -> {default_topology})")
         return Hardware(mt, tpu_topology=topology, kind="tpu", replicas=chips)
     raise ValueError(f"{f_acc}={acc} does not fit {f_mt}={mt}: TPU_V2/TPU_V3 need "
-                     f"{f_mt}=cloud-tpu with {f_cnt}=8; TPU v5e/v6e use {f_mt}=ct5lp-hightpu-*t "
-                     "or ct6e-standard-*t")
+                     f"{f_mt}=cloud-tpu with {f_cnt}=8; TPU v5e uses {f_mt}=ct5lp-hightpu-*t")
 
 
 def _where(acc: str) -> str:

@@ -15,7 +15,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
-from deploy import gcs, machines, trainer_args
+from deploy import gcs, image_kind, machines, trainer_args
 
 REDUCTION_SERVER_IMAGE = "us-docker.pkg.dev/vertex-ai-restricted/training/reductionserver:latest"
 TRAINER_COMMAND = ("python", "-m", "trainer.task")
@@ -32,6 +32,7 @@ class TrainingJob:
     region: str
     display_name: str
     image_uri: str
+    image_kind: str
     hardware: machines.Hardware
     replica_count: int
     base_output_dir: str
@@ -78,7 +79,7 @@ def make_job(*, project, region, display_name, image_uri, machine_type, accelera
              base_output_dir=None, trainer_flags: Sequence[str] = (), env: Sequence[str] = (),
              service_account="", reduction_server_count=0,
              reduction_server_machine_type="n1-highcpu-16", timeout_hours=0.0,
-             tuned: Sequence[str] = ()) -> TrainingJob:
+             tuned: Sequence[str] = (), image_kind_flag: str = "") -> TrainingJob:
     """Validates every flag value, in the order a user would fix them, and freezes the job."""
     check_project_region(project, region)
     gcs.require_gs(staging_bucket, "staging_bucket", "Vertex AI")
@@ -100,19 +101,22 @@ def make_job(*, project, region, display_name, image_uri, machine_type, accelera
                          "the Reduction Server speeds up NCCL all-reduce between GPU machines")
     if reduction_server_count:
         machines.resolve(reduction_server_machine_type, flag_prefix="reduction_server_")
+    kind = image_kind.kind_of(image_uri, image_kind_flag)
+    image_kind.check(kind, image_uri, hardware.kind, hardware.machine_type, reduction_server_count)
     if timeout_hours < 0:
         raise ValueError(f"--timeout_hours={timeout_hours}: must be >= 0 (0 = Vertex default)")
     base_output_dir = base_output_dir or gcs.join(staging_bucket, "face-age", display_name)
     gcs.require_gs(base_output_dir, "base_output_dir", "Vertex AI")
     strategy = strategy_for(hardware, replica_count)
-    # A TPU VM's TPU is local to the replica; legacy cloud-tpu is found through TPU_NAME.
-    defaults = {"tpu": "local"} if hardware.kind == "tpu" and hardware.tpu_topology else {}
+    # Vertex AI runs every TPU job (cloud-tpu v2/v3 and ct5lp v5e alike) on a TPU VM, whose TPU
+    # is local to the replica; the trainer's config check needs --tpu with the tpu strategy.
+    defaults = {"tpu": "local"} if hardware.kind == "tpu" else {}
     total = replica_count * hardware.replicas
     args = trainer_args.check(trainer_flags, strategy, total, tuned, defaults)
     return TrainingJob(
         project=project, region=region, display_name=display_name, image_uri=image_uri,
-        hardware=hardware, replica_count=replica_count, base_output_dir=base_output_dir,
-        trainer_args=args, strategy=strategy, env=_parse_env(env),
+        image_kind=kind, hardware=hardware, replica_count=replica_count,
+        base_output_dir=base_output_dir, trainer_args=args, strategy=strategy, env=_parse_env(env),
         service_account=service_account or "", reduction_server_count=reduction_server_count,
         reduction_server_machine_type=reduction_server_machine_type, timeout_hours=timeout_hours)
 

@@ -8,7 +8,9 @@ r"""Submit the trainer image to Vertex AI: one GPU, many GPUs, several workers, 
 
 Everything after ``--`` goes to ``python -m trainer.task`` unchanged, plus the
 ``--distribution_strategy`` the pools imply (mirrored on one machine, multi_worker_mirrored on
-several, tpu on a TPU). ``--dry_run`` prints the request instead of sending it.
+several, tpu on a TPU). ``--dry_run`` prints the request instead of sending it. Refused before
+anything is sent: an image built for other machines (deploy.image_kind), and workers that could
+not each read shards of every split (``--check_data``, from DATA_DIR/stats.json).
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ import sys
 
 from absl import app, flags
 
+from deploy import data_check, image_kind, specs, trainer_args
 from deploy import flags as common
-from deploy import gcs, specs, trainer_args
-from preprocessing import schema
 
 DEFAULT_MACHINE_TYPE = "n1-standard-8"  # --machine_type itself lives in deploy.flags (shared)
 STAGING_BUCKET = flags.DEFINE_string(
     "staging_bucket", None, "gs://BUCKET for job outputs (base_output_dir defaults below it).")
 IMAGE_URI = flags.DEFINE_string(
     "image_uri", None, "Trainer image in Artifact Registry (built from the Dockerfile).")
+IMAGE_KIND = flags.DEFINE_enum(
+    "image_kind", "", ["", *image_kind.KINDS], "What --image_uri was built for: gpu, gpu-rs "
+    "(with the Reduction Server plugin) or tpu; empty = from the tag's suffix (cloudbuild.yaml "
+    "tags TAG-gpu, TAG-gpu-rs, TAG-tpu), gpu for a tag without one.")
 DISPLAY_NAME = flags.DEFINE_string(
     "display_name", None, "Job name; default face-age-YYYYmmdd-HHMMSS (UTC).")
 TPU_TOPOLOGY = flags.DEFINE_string(
@@ -52,7 +57,9 @@ MAX_TRIALS = flags.DEFINE_integer("max_trials", 12, "Tuning: trials in total.")
 PARALLEL_TRIALS = flags.DEFINE_integer("parallel_trials", 3, "Tuning: trials at once.")
 MAX_FAILED_TRIALS = flags.DEFINE_integer("max_failed_trials", 0, "Tuning: 0 = Vertex default.")
 CHECK_DATA = flags.DEFINE_bool(
-    "check_data", True, "Before submitting, check DATA_DIR/stats.json exists (needs GCS access).")
+    "check_data", True, "Before submitting, read DATA_DIR/stats.json and refuse a job whose "
+    "workers cannot each get shards of every split (needs GCS access; with --dry_run only when "
+    "given explicitly).")
 
 
 def build_request(trainer_flags: list[str]):
@@ -70,7 +77,8 @@ def build_request(trainer_flags: list[str]):
         trainer_flags=trainer_flags, env=ENV.value, service_account=common.SERVICE_ACCOUNT.value,
         reduction_server_count=REDUCTION_SERVER_COUNT.value,
         reduction_server_machine_type=REDUCTION_SERVER_MACHINE_TYPE.value,
-        timeout_hours=TIMEOUT_HOURS.value, tuned=specs.tuned_names(tune_params))
+        timeout_hours=TIMEOUT_HOURS.value, tuned=specs.tuned_names(tune_params),
+        image_kind_flag=IMAGE_KIND.value)
     if TUNE.value:
         return job, specs.tuning_job_request(
             job, tune_params, TUNE_METRIC.value, MAX_TRIALS.value, PARALLEL_TRIALS.value,
@@ -96,15 +104,17 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: {e}")
     print(f"{job.display_name}: {job.replica_count} x {job.hardware.machine_type} "
           f"({job.hardware.kind}, {job.total_replicas} replicas, "
-          f"--distribution_strategy={job.strategy}); outputs under {job.base_output_dir}",
-          file=sys.stderr)
+          f"--distribution_strategy={job.strategy}, {job.image_kind} image); outputs under "
+          f"{job.base_output_dir}", file=sys.stderr)
+    # A dry run stays offline unless --check_data is asked for by name.
+    if CHECK_DATA.value and (not common.DRY_RUN.value or flags.FLAGS["check_data"].present):
+        try:
+            data_check.check(job, trainer_args.parse(job.trainer_args)["data_dir"])
+        except (ValueError, FileNotFoundError) as e:
+            sys.exit(f"error: {e} (--nocheck_data skips this check)")
     if common.DRY_RUN.value:
         print(specs.to_json(request))
         return
-    stats = gcs.join(trainer_args.parse(job.trainer_args)["data_dir"], schema.STATS_FILE)
-    if CHECK_DATA.value and not gcs.exists(stats):
-        sys.exit(f"error: {stats} not found: is the trainer's --data_dir the output_dir of "
-                 "preprocessing.run? (--nocheck_data skips this check)")
     print(submit(job, request))
 
 

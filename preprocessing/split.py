@@ -11,7 +11,8 @@ The number of shards of a split is planned from the label rows, before any image
 (``expected_counts``, ``planned_num_shards``; plan.py): a record's shard is then known the
 moment its image is loaded, so the record goes straight to its shard's fragment file instead of
 waiting for a count of the final records. ``--num_shards=0`` therefore sizes shards from an
-estimate of the bytes per record; stats.json reports the real sizes.
+estimate of the bytes per record, with a floor of ``MIN_AUTO_SHARDS`` so that multi-worker
+training has files for every worker; stats.json reports the real sizes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from preprocessing import schema
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 # Aim for shards of ~128 MB, inside TFDS's recommended 100-200 MB, when --num_shards=0.
 TARGET_SHARD_BYTES = 128 * 2**20
+# ... but never fewer than this many shards per split (records permitting): a multi-worker
+# trainer gives every worker whole files of each split it reads, so the shard count caps the
+# worker count. 16 covers the usual pools (2-16 workers; Vertex AI's multi-worker examples use
+# 2-4) for any split size, and costs little on a small data set: 16 files of a few MB each.
+MIN_AUTO_SHARDS = 16
 # One record's size, for planning only: measured on 500 UTKFace faces at JPEG quality 90, a record
 # is ~1.3 KB of fields and headers plus 0.15-0.4 bytes per pixel (more for small images, q95
 # adds ~40%). The planner takes the upper end so that shards come out at or under the target.
@@ -97,10 +103,12 @@ def estimated_record_bytes(image_size: int) -> float:
 
 
 def planned_num_shards(expected_count: float, num_shards: int, image_size: int) -> int:
-    """Shards for a split expected to hold ``expected_count`` records (--num_shards=0: by size).
+    """Shards for a split expected to hold ``expected_count`` records.
 
-    Never more shards than expected records, so a tiny split is not a pile of empty files; a
-    shard that hashing leaves empty is still written (TFDS expects every file of the template).
+    --num_shards=0: by size (``TARGET_SHARD_BYTES``), at least ``MIN_AUTO_SHARDS``. Never more
+    shards than expected records, so a tiny split is not a pile of empty files; a shard that
+    hashing leaves empty is still written (TFDS expects every file of the template).
     """
-    wanted = num_shards or auto_num_shards(expected_count * estimated_record_bytes(image_size))
+    wanted = num_shards or max(MIN_AUTO_SHARDS, auto_num_shards(
+        expected_count * estimated_record_bytes(image_size)))
     return max(1, min(wanted, math.ceil(expected_count)))

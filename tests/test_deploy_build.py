@@ -15,12 +15,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from setup_py import setup_kwargs
 
-from deploy import specs
+from deploy import image_kind, specs
 
 REPO = Path(__file__).resolve().parents[1]
 SETUP = (REPO / "setup.py").read_text()
+
 
 
 def dockerfile() -> list[tuple[str, str]]:
@@ -53,13 +56,45 @@ def module_exists(module: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
+def arg(name: str) -> str:
+    return next(a.split("=", 1)[1] for i, a in dockerfile() if i == "ARG"
+                and a.startswith(name + "="))
+
+
 def test_base_image_tensorflow_is_in_setup_py_range():
     steps = dockerfile()
-    tf_version = next(a.split("=", 1)[1] for i, a in steps if i == "ARG"
-                      and a.startswith("TF_VERSION="))
     tf_range = re.search(r'TF_RANGE = "([^"]+)"', SETUP).group(1)
-    assert tf_version in SpecifierSet(tf_range), (tf_version, tf_range)
-    assert ("FROM", "tensorflow/tensorflow:${TF_VERSION}-gpu") in steps
+    for name in ("TF_VERSION", "TF_TPU_VERSION"):
+        assert arg(name) in SpecifierSet(tf_range), (name, arg(name), tf_range)
+    assert ("FROM", "tensorflow/tensorflow:${TF_VERSION}-gpu AS base-gpu") in steps
+
+
+def test_one_trainer_stage_on_the_base_the_accelerator_names():
+    froms = [a for i, a in dockerfile() if i == "FROM"]
+    bases = {a.split(" AS ")[1] for a in froms[:-1]}
+    assert bases == {f"base-{kind}" for kind in ("gpu", "tpu")}
+    assert froms[-1] == "base-${ACCELERATOR} AS trainer" and arg("ACCELERATOR") == "gpu"
+
+
+def test_tpu_stage_pins_tensorflow_tpu_and_the_libtpu_its_release_requires():
+    """tensorflow-tpu 2.20.0's metadata (PyPI) requires libtpu~=0.0.14; 2.19.1 pinned 0.0.10."""
+    requires = {"2.20.0": "0.0.14", "2.19.1": "0.0.10"}
+    assert requires[arg("TF_TPU_VERSION")] == arg("LIBTPU_VERSION")
+    runs = " ".join(a for i, a in dockerfile() if i == "RUN")
+    assert '"tensorflow-tpu==${TF_TPU_VERSION}" "libtpu==${LIBTPU_VERSION}"' in runs
+    assert "/lib/libtpu.so" in runs  # where Vertex AI's TPU containers load it from
+
+
+def test_the_image_records_its_variant_in_labels_and_environment():
+    steps = dockerfile()
+    [label] = [a for i, a in steps if i == "LABEL"]
+    assert 'face-age.accelerator="${ACCELERATOR}"' in label
+    assert 'face-age.reduction-server="${REDUCTION_SERVER}"' in label
+    env = " ".join(a for i, a in steps if i == "ENV")
+    from trainer import distribution
+
+    assert f'{distribution.IMAGE_ACCELERATOR_ENV}="${{ACCELERATOR}}"' in env
+    assert 'FACE_AGE_REDUCTION_SERVER="${REDUCTION_SERVER}"' in env
 
 
 def test_everything_copied_exists_and_is_not_dockerignored():
@@ -77,12 +112,14 @@ def test_everything_copied_exists_and_is_not_dockerignored():
     assert dockerignored(".venv") and dockerignored(".git") and dockerignored("demo_out")
 
 
-def test_installs_the_cloud_extra_without_tensorflow():
+def test_installs_the_trainer_and_cloud_extras_without_tensorflow():
     runs = " ".join(a for i, a in dockerfile() if i == "RUN")
-    extras = re.findall(r"'\.\[(\w+)\]'", runs)
-    assert extras == ["cloud"]
-    cloud = re.search(r'"cloud": \[([^\]]*)\]', SETUP).group(1)
-    assert "tensorflow" not in cloud  # TF comes from the base image
+    extras = re.findall(r"'\.\[([\w,]+)\]'", runs)
+    assert extras == ["trainer,cloud"]
+    for extra in ("trainer", "cloud"):
+        names = {Requirement(r).name for r in setup_kwargs()["extras_require"][extra]}
+        assert not names & {"tensorflow", "tensorflow-cpu", "tensorflow-tpu"}  # base stage's
+    cloud = " ".join(setup_kwargs()["extras_require"]["cloud"])
     assert "aiplatform" in cloud and "hypertune" in cloud  # tuning trials report val_mae
 
 
@@ -126,7 +163,7 @@ def test_substitutions_are_declared_used_and_user_defined():
     declared = set(BUILD["substitutions"])
     assert all(name.startswith("_") for name in declared)
     assert used - declared == {"PROJECT_ID"}  # built in
-    assert {"_REGION", "_REPOSITORY", "_IMAGE", "_TAG", "_SUBMIT_TRAINING"} <= declared
+    assert {"_REGION", "_REPOSITORY", "_IMAGE", "_TAG", "_VARIANT", "_SUBMIT_TRAINING"} <= declared
     referenced_in_values = {m.group(1) for v in BUILD["substitutions"].values()
                             for m in _VAR.finditer(str(v)) if m.group(1)}
     assert declared - used <= referenced_in_values  # e.g. _STAGING_BUCKET only via _DATA_DIR
@@ -144,15 +181,40 @@ def test_test_step_runs_ci_whose_make_targets_exist():
         assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), target
 
 
-def test_build_push_and_images_name_one_artifact_registry_image():
-    image = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/${_IMAGE}:${_TAG}"
-    build, push = step("build")["args"], step("push")["args"]
-    assert build[0] == "build" and build[-1] == "."
-    assert (REPO / build[build.index("--file") + 1]).is_file()
-    assert build[build.index("--tag") + 1] == image
-    assert push == ["push", image]
-    assert BUILD["images"] == [image]
-    assert render(image) == "us-central1-docker.pkg.dev/my-proj/face-age/face-age-trainer:latest"
+IMAGE = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/${_IMAGE}:${_TAG}-${_VARIANT}"
+
+
+def _docker_build_command(variant: str) -> subprocess.CompletedProcess:
+    """The build step's script, rendered, with `docker` replaced by a stand-in that prints."""
+    script = render(step("build")["args"][1], {"_VARIANT": variant})
+    stand_in = 'docker() { printf "%s\\n" "$@"; }\n'
+    return subprocess.run(["bash", "-c", stand_in + script], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("variant, build_args, kind", [
+    ("gpu", [], "gpu"), ("gpu-rs", ["--build-arg", "REDUCTION_SERVER=1"], "gpu-rs"),
+    ("tpu", ["--build-arg", "ACCELERATOR=tpu"], "tpu")])
+def test_each_variant_is_built_with_its_build_args_and_tagged_with_its_kind(
+        variant, build_args, kind):
+    proc = _docker_build_command(variant)
+    assert proc.returncode == 0, proc.stderr
+    tag = render(IMAGE, {"_VARIANT": variant})
+    assert proc.stdout.split() == ["build", "--file", "Dockerfile", *build_args, "--tag", tag,
+                                   "."]
+    declared = {a.split("=")[0] for i, a in dockerfile() if i == "ARG"}
+    assert {a.split("=")[0] for a in build_args[1::2]} <= declared
+    # What deploy.submit_training reads back from the tag.
+    assert image_kind.kind_of(tag) == kind
+    assert _docker_build_command("cpu").returncode == 2
+
+
+def test_push_and_images_name_the_built_image():
+    assert step("build")["env"] == ["DOCKER_BUILDKIT=1"]  # only the chosen base stage is built
+    assert step("push")["args"] == ["push", IMAGE]
+    assert BUILD["images"] == [IMAGE]
+    assert render(IMAGE) == (
+        "us-central1-docker.pkg.dev/my-proj/face-age/face-age-trainer:latest-gpu")
 
 
 def test_every_python_module_and_make_target_in_the_steps_exists():
@@ -163,8 +225,8 @@ def test_every_python_module_and_make_target_in_the_steps_exists():
         assert module_exists(module), module
 
 
-def _run_submit_step(mode: str) -> subprocess.CompletedProcess:
-    script = render(step("submit-training")["args"][1], {"_SUBMIT_TRAINING": mode})
+def _run_submit_step(mode: str, **overrides: str) -> subprocess.CompletedProcess:
+    script = render(step("submit-training")["args"][1], {"_SUBMIT_TRAINING": mode, **overrides})
     # The step uses the .venv the test step built; here, this interpreter plays that part.
     script = script.replace(".venv/bin/python", shlex.quote(sys.executable))
     return subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True,
@@ -193,3 +255,15 @@ def test_submit_step_toggle(mode, code, message):
     proc = _run_submit_step(mode)
     assert proc.returncode == code
     assert message in proc.stdout + proc.stderr
+
+
+def test_submit_step_trains_the_tpu_variant_on_a_tpu_and_refuses_the_gpu_one():
+    tpu = dict(_MACHINE_TYPE="ct5lp-hightpu-4t", _ACCELERATOR_TYPE="", _ACCELERATOR_COUNT="0")
+    proc = _run_submit_step("dry_run", _VARIANT="tpu", **tpu)
+    assert proc.returncode == 0, proc.stderr
+    [pool] = json.loads(proc.stdout)["customJob"]["jobSpec"]["workerPoolSpecs"]
+    assert pool["containerSpec"]["imageUri"].endswith("/face-age-trainer:latest-tpu")
+    assert pool["containerSpec"]["args"][-2:] == ["--distribution_strategy=tpu", "--tpu=local"]
+    refused = _run_submit_step("dry_run", _VARIANT="gpu", **tpu)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "is a TPU, but --image_uri=" in refused.stderr and "_VARIANT=tpu" in refused.stderr

@@ -104,3 +104,54 @@ def test_preprocessing_run_accepts_the_command(monkeypatch):
     assert beam["runner"] == "DataflowRunner"
     assert beam["setup_file"] == "./setup.py" and beam["requirements_file"] is None
     assert beam["max_num_workers"] == 8
+
+
+# Runs the sample generator's and the Beam job's commands in this child process (in-memory
+# DirectRunner), and records every import statement executed by the project's own modules: the
+# third-party modules they import, mapped to the distributions that provide them.
+_RECORD_JOB_IMPORTS = """
+import builtins, importlib.metadata, json, runpy, sys
+OURS = ("contract", "preprocessing", "deploy", "trainer")
+seen, real_import = set(), builtins.__import__
+def recording_import(name, globals=None, locals=None, fromlist=(), level=0):
+    importer = (globals or {}).get("__name__", "")
+    if level == 0 and (importer == "__main__" or importer.split(".")[0] in OURS):
+        seen.add(name.split(".")[0])
+    return real_import(name, globals, locals, fromlist, level)
+builtins.__import__ = recording_import
+out = sys.argv[1]
+for argv in (["preprocessing.synthetic", f"--output_dir={out}/sample", "--num_images=50",
+              "--image_size=32"],
+             ["preprocessing.run", f"--labels={out}/sample/labels.csv",
+              f"--images={out}/sample/images", f"--output_dir={out}/records", "--image_size=32"]):
+    sys.argv = argv
+    try:
+        runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        assert not e.code, (argv[0], e.code)
+third_party = sorted(m for m in seen if m not in sys.stdlib_module_names and m not in OURS)
+providers = importlib.metadata.packages_distributions()
+print(json.dumps({m: sorted(providers.get(m, ["?"])) for m in third_party}))
+"""
+
+
+@pytest.mark.slow
+def test_the_base_requirements_are_what_the_beam_job_imports(tmp_path):
+    """Dataflow workers install setup.py's install_requires: exactly what the job's commands
+    import (the job, and the sample generator it is tried on), so no trainer library
+    (TensorFlow, Keras, TFDS, matplotlib...) is installed on a worker."""
+    import json
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from setup_py import setup_kwargs
+
+    proc = subprocess.run([sys.executable, "-c", _RECORD_JOB_IMPORTS, str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    imported = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"apache_beam", "PIL", "numpy", "absl"} <= set(imported)  # the record is not empty
+    job = {canonicalize_name(d) for dists in imported.values() for d in dists}
+    base = {canonicalize_name(Requirement(r).name)
+            for r in setup_kwargs()["install_requires"]}
+    assert job == base, (imported, base)

@@ -13,15 +13,18 @@ from trainer import config
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = "us-central1-docker.pkg.dev/my-proj/face-age/face-age-trainer:v1"
+# cloudbuild.yaml's tags for the other variants (an untagged-variant image counts as gpu).
+TPU_IMAGE, RS_IMAGE = IMAGE + "-tpu", IMAGE + "-gpu-rs"
 BASE = ["--project=my-proj", "--region=us-central1", "--staging_bucket=gs://my-bucket",
-        f"--image_uri={IMAGE}", "--display_name=run1"]
+        "--display_name=run1"]
 
 
-def dry_run(*flags, trainer=("--data_dir=gs://my-bucket/records", "--batch_size=64")):
+def dry_run(*flags, trainer=("--data_dir=gs://my-bucket/records", "--batch_size=64"),
+            image=IMAGE):
     """Runs the real CLI with --dry_run and returns the printed request as a dict."""
     proc = subprocess.run(
-        [sys.executable, "-m", "deploy.submit_training", *BASE, *flags, "--dry_run", "--",
-         *trainer], cwd=REPO, capture_output=True, text=True, timeout=60)
+        [sys.executable, "-m", "deploy.submit_training", *BASE, f"--image_uri={image}", *flags,
+         "--dry_run", "--", *trainer], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -34,9 +37,9 @@ def job(**overrides):
     return specs.make_job(**kwargs)
 
 
-def check_trainer_container(pool, strategy, extra_args=()):
+def check_trainer_container(pool, strategy, extra_args=(), image=IMAGE):
     container = pool["containerSpec"]
-    assert container["imageUri"] == IMAGE
+    assert container["imageUri"] == image
     assert container["command"] == ["python", "-m", "trainer.task"]
     assert container["args"] == ["--data_dir=gs://my-bucket/records", "--batch_size=64",
                                  f"--distribution_strategy={strategy}", *extra_args]
@@ -86,7 +89,7 @@ def test_four_t4s_on_n1():
 def test_two_workers_with_two_gpus_each_and_reduction_server_and_env():
     request = dry_run("--machine_type=g2-standard-24", "--replica_count=2",
                       "--reduction_server_count=2", "--env=NCCL_DEBUG=INFO", "--timeout_hours=1.5",
-                      "--base_output_dir=gs://other-bucket/runs/r1")
+                      "--base_output_dir=gs://other-bucket/runs/r1", image=RS_IMAGE)
     spec = request["customJob"]["jobSpec"]
     assert spec["baseOutputDirectory"]["outputUriPrefix"] == "gs://other-bucket/runs/r1"
     assert spec["scheduling"] == {"timeout": "5400s"}
@@ -95,7 +98,7 @@ def test_two_workers_with_two_gpus_each_and_reduction_server_and_env():
         assert pool["replicaCount"] == "1"  # 1 chief + 1 worker = --replica_count=2
         assert pool["machineSpec"] == {"machineType": "g2-standard-24",
                                        "acceleratorType": "NVIDIA_L4", "acceleratorCount": 2}
-        check_trainer_container(pool, "multi_worker_mirrored")
+        check_trainer_container(pool, "multi_worker_mirrored", image=RS_IMAGE)
         assert pool["containerSpec"]["env"] == [{"name": "NCCL_DEBUG", "value": "INFO"}]
     assert reducers == {"replicaCount": "2", "machineSpec": {"machineType": "n1-highcpu-16"},
                         "containerSpec": {"imageUri": specs.REDUCTION_SERVER_IMAGE}}
@@ -111,20 +114,48 @@ def test_three_workers_put_two_in_the_worker_pool():
 
 
 def test_tpu_v5e_vm_job():
-    request = dry_run("--machine_type=ct5lp-hightpu-4t")
+    request = dry_run("--machine_type=ct5lp-hightpu-4t", image=TPU_IMAGE)
     [pool] = request["customJob"]["jobSpec"]["workerPoolSpecs"]
     # TPU VM types name their chips; Vertex takes the topology, not an accelerator type.
     assert pool["machineSpec"] == {"machineType": "ct5lp-hightpu-4t", "tpuTopology": "2x2"}
-    check_trainer_container(pool, "tpu", extra_args=("--tpu=local",))
+    check_trainer_container(pool, "tpu", extra_args=("--tpu=local",), image=TPU_IMAGE)
 
 
 def test_tpu_v3_job():
-    j = job(machine_type="cloud-tpu", accelerator_type="TPU_V3", accelerator_count=8)
-    [pool] = specs.worker_pool_specs(j)
-    assert pool.machine_spec.accelerator_type == v1.AcceleratorType.TPU_V3
-    assert pool.machine_spec.accelerator_count == 8
-    assert list(pool.container_spec.args)[-1] == "--distribution_strategy=tpu"
-    assert j.total_replicas == 8
+    request = dry_run("--machine_type=cloud-tpu", "--accelerator_type=TPU_V3",
+                      "--accelerator_count=8", image=TPU_IMAGE)
+    [pool] = request["customJob"]["jobSpec"]["workerPoolSpecs"]
+    assert pool["machineSpec"] == {"machineType": "cloud-tpu", "acceleratorType": "TPU_V3",
+                                   "acceleratorCount": 8}
+    # Vertex runs v2/v3 on TPU VMs too: the trainer's config check needs --tpu with tpu.
+    check_trainer_container(pool, "tpu", extra_args=("--tpu=local",), image=TPU_IMAGE)
+
+
+# The trainer parses a job's container args with its own flags and config check (as trainer.task
+# does at start), for every TPU machine the submitter accepts.
+_PARSE_AS_TRAINER = """
+import json, sys
+from trainer import config, flags
+out = []
+for args in json.loads(sys.argv[1]):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["trainer.task", *args])
+    cfg = config.from_flags(flags.FLAGS, env={"AIP_MODEL_DIR": "gs://b/model"})
+    out.append([cfg.distribution_strategy, cfg.tpu])
+print(json.dumps(out))
+"""
+
+
+def test_every_tpu_spec_passes_the_trainer_config_check():
+    tpus = [dict(machine_type="cloud-tpu", accelerator_type="TPU_V2", accelerator_count=8),
+            dict(machine_type="cloud-tpu", accelerator_type="TPU_V3", accelerator_count=8),
+            *(dict(machine_type=f"ct5lp-hightpu-{n}t") for n in (1, 4, 8))]
+    args = [list(specs.worker_pool_specs(job(image_uri=TPU_IMAGE, **machine))[0]
+                 .container_spec.args) for machine in tpus]
+    proc = subprocess.run([sys.executable, "-c", _PARSE_AS_TRAINER, json.dumps(args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == [["tpu", "local"]] * len(tpus)
 
 
 def test_cpu_job_uses_one_device_and_keeps_an_explicit_matching_strategy():

@@ -1,6 +1,7 @@
 """preprocessing.split: the split and shard of a record depend on its key alone."""
 
 import collections
+import math
 
 import pytest
 
@@ -65,5 +66,17 @@ def test_planned_num_shards_by_flag_by_size_and_never_more_than_records():
     per_record = split.estimated_record_bytes(224)
     assert 9_000 < per_record < 30_000  # UTKFace faces at 224 px, quality 90: ~9.5 KB
     records_per_shard = split.TARGET_SHARD_BYTES / per_record
-    assert split.planned_num_shards(records_per_shard, 0, 224) == 1
-    assert split.planned_num_shards(10 * records_per_shard + 1, 0, 224) == 11
+    floor = split.MIN_AUTO_SHARDS
+    assert split.planned_num_shards(records_per_shard, 0, 224) == floor  # the floor, not 1
+    assert split.planned_num_shards((floor + 4) * records_per_shard + 1, 0, 224) == floor + 5
+
+
+@pytest.mark.parametrize("records, expected", [
+    (1, 1), (5, 5), (15.2, 16), (16, 16), (2026, 16), (16015, 16)])
+def test_automatic_shards_have_a_floor_for_multi_worker_pools(records, expected):
+    """UTKFace's validation split (2,026 records at 96 px, ~3 MB) got 1 shard before the floor,
+    which no 2-worker pool could share; now every split has MIN_AUTO_SHARDS or one per record."""
+    assert split.MIN_AUTO_SHARDS == 16
+    assert split.planned_num_shards(records, 0, 96) == expected
+    # An explicit --num_shards is taken as given (the floor is for the automatic count only).
+    assert split.planned_num_shards(records, 2, 96) == min(2, math.ceil(records))

@@ -72,8 +72,8 @@ def create_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy
     gpus = tf.config.list_physical_devices("GPU")
     name = resolve_strategy_name(name, tpu, cfg, len(gpus))
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-            tpu="" if tpu == "local" else tpu)
+        check_image_accelerator("tpu")
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(**tpu_resolver_kwargs(tpu))
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
@@ -92,6 +92,42 @@ def create_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     raise ValueError(f"--distribution_strategy={name!r}: unknown strategy")
+
+
+def tpu_resolver_kwargs(tpu: str) -> dict[str, str]:
+    """--tpu -> the TPUClusterResolver's keyword arguments.
+
+    ``local`` is a TPU VM, where the TPU is attached to this host; Vertex AI runs every TPU job
+    (v2, v3 and v5e) on TPU VMs, so it is what deploy.submit_training passes. The resolver knows
+    ``local`` itself: ``tpu=""`` would instead ask the Cloud TPU API for a TPU named by the
+    TPU_NAME environment variable and fail without one. A TPU name or ``grpc://`` address (a TPU
+    node reached over the network) passes through unchanged.
+    """
+    tpu = (tpu or "").strip()
+    if not tpu:
+        raise ValueError("--tpu is empty: pass --tpu=local on a TPU VM (every Vertex AI TPU "
+                         "job), else the TPU's name or grpc://HOST:8470 address")
+    if tpu.startswith("grpc://") and not tpu[len("grpc://"):]:
+        raise ValueError(f"--tpu={tpu}: the grpc:// address has no host (grpc://HOST:8470)")
+    return {"tpu": tpu}
+
+
+# Set by the Dockerfile (ENV FACE_AGE_ACCELERATOR=gpu|tpu); unset outside the trainer image.
+IMAGE_ACCELERATOR_ENV = "FACE_AGE_ACCELERATOR"
+
+
+def check_image_accelerator(wanted: str, env: Mapping[str, str] | None = None) -> None:
+    """Fails at start, naming the fix, when the trainer image was built for another accelerator.
+
+    The GPU image's TensorFlow has no TPU support and no libtpu: on a TPU VM it would only find
+    the host's CPUs after a long TPU initialisation error.
+    """
+    env = os.environ if env is None else env
+    built_for = env.get(IMAGE_ACCELERATOR_ENV, "")
+    if built_for and built_for != wanted:
+        raise ValueError(f"this trainer image was built for {built_for} ({IMAGE_ACCELERATOR_ENV}"
+                         f"={built_for}) but the job asks for a {wanted}: build the image with "
+                         f"--build-arg ACCELERATOR={wanted} (cloudbuild.yaml: _VARIANT={wanted})")
 
 
 def _patch_keras_multi_worker_reduce() -> None:
