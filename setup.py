@@ -40,6 +40,9 @@ setup(
         "cpu": [f"tensorflow-cpu{TF_RANGE}"],
         "gpu": [f"tensorflow[and-cuda]{TF_RANGE}"],
         "cloud": ["google-cloud-aiplatform>=1.60,<2", "cloudml-hypertune>=0.1.0.dev6"],
+        # Face detection (preprocessing.face_detector): MTCNN's networks and weights, MIT. Its
+        # joblib (1.6) imports cloudpickle without declaring it.
+        "faces": ["mtcnn>=1.0,<2", "cloudpickle>=2"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -47,6 +50,9 @@ setup(
             "gcp-storage-emulator>=2024.8.3",
             "google-cloud-aiplatform>=1.60,<2",
             "pyyaml>=6",
+            "mtcnn>=1.0,<2",  # the [faces] extra, for tests/test_faces.py
+            "cloudpickle>=2",
+            "scikit-image>=0.22",  # its public-domain astronaut portrait: real face for tests
         ],
     },
 )
