@@ -42,6 +42,9 @@ CLOUD = [
     "google-cloud-storage>=2.10,<4",
     "cloudml-hypertune>=0.1.0.dev6",
 ]
+# Face detection (preprocessing.face_detector): MTCNN's networks and weights, MIT. Its joblib
+# (1.6) imports cloudpickle without declaring it.
+FACES = ["mtcnn>=1.0,<2", "cloudpickle>=2"]
 
 setup(
     name="face-age",
@@ -58,6 +61,7 @@ setup(
         "cpu": [f"tensorflow-cpu{TF_RANGE}", *TRAINER],
         "gpu": [f"tensorflow[and-cuda]{TF_RANGE}", *TRAINER],
         "cloud": CLOUD,
+        "faces": FACES,
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -65,6 +69,8 @@ setup(
             "gcp-storage-emulator>=2024.8.3",
             "pyyaml>=6",
             *CLOUD,
+            *FACES,  # tests/test_faces.py
+            "scikit-image>=0.22",  # its public-domain astronaut portrait: real face for tests
         ],
     },
 )
