@@ -372,9 +372,11 @@ def run(config, pipeline_options) -> dict:
     with lock.held(config.output_dir, project) as held:
         # Under the lock no other run is staging: every older staging folder is a leftover of
         # an interrupted run, never reused.
-        metadata.remove_tree(labels.join(config.output_dir, metadata.STAGING_DIR))
-        return _run_locked(config, pipeline_options,
-                           labels.join(config.output_dir, metadata.STAGING_DIR, held.run_id))
+        staging_root = labels.join(config.output_dir, metadata.STAGING_DIR)
+        metadata.remove_tree(staging_root)
+        stats = _run_locked(config, pipeline_options, labels.join(staging_root, held.run_id))
+        metadata.remove_tree(staging_root)
+        return stats
 
 
 def _run_locked(config, pipeline_options, staging: str) -> dict:
