@@ -23,7 +23,7 @@ NOT_REGULAR = "not a regular file (a folder, pipe, device or socket); only files
 
 
 class Refused(ValueError):
-    """A name or file the job must not read; ``reason`` is a preprocessing.reasons code."""
+    """An input this job does not read; ``reason`` is a preprocessing.reasons code."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
@@ -32,6 +32,25 @@ class Refused(ValueError):
 
 def too_large(max_bytes: int) -> Refused:
     return Refused(reasons.FILE_TOO_LARGE, f"larger than --max_file_bytes={max_bytes}")
+
+
+def load(root: str, name: str, source: str, max_bytes: int) -> bytes:
+    """The bytes of image ``name`` under ``root``; Refused for every fault of this one file
+    (outside, not regular, too large, missing, not readable): a retry would fail the same way,
+    so it is a dead letter and the job goes on. Other errors (transient IO) are re-raised."""
+    try:
+        return read(resolve(root, name), max_bytes)
+    except Refused:
+        raise
+    except PermissionError as e:
+        raise Refused(reasons.UNREADABLE_IMAGE,
+                      f"cannot read it: {type(e).__name__} ({e.strerror or e})") from None
+    except Exception as e:  # noqa: BLE001 - classified below, transient errors re-raised
+        path = root.rstrip("/") + "/" + name
+        if isinstance(e, FileNotFoundError) or not _exists(path):
+            hint = " (the name starts or ends with a space)" if name != name.strip() else ""
+            raise Refused(reasons.MISSING_FILE, f"named by {source} but not found{hint}") from None
+        raise RuntimeError(f"reading {path}: {e}") from e
 
 
 def resolve(root: str, name: str) -> str:
@@ -87,6 +106,12 @@ def read(path: str, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise too_large(max_bytes)
     return data
+
+
+def _exists(path: str) -> bool:
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.exists(path)
 
 
 def _under(path: str, root: str) -> bool:

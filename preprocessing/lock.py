@@ -11,7 +11,9 @@ second run fails at once with a message naming the lock and its holder (host, pi
 - gs://: the lock object is created only if absent (``ifGenerationMatch=0``). GCS cannot say
   whether its holder still runs: a lock written by a process of this machine that no longer
   runs is deleted (``ifGenerationMatch`` = its generation, so two runs cannot both break it) and
-  taken; any other stale lock is deleted by hand, as the error message says.
+  taken; any other stale lock is deleted by hand, as the error message says. The lock is read
+  before and after the create, so a store that ignores preconditions (the GCS emulator the tests
+  use does) still refuses a run that finds a lock.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ import logging
 import time
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
@@ -190,28 +189,11 @@ class _LoadImage(beam.DoFn):
     def _read(self, path, row):
         """The file's bytes, or None after yielding its dead letter."""
         try:
-            return inputs.read(inputs.resolve(self.images_dir, row.file_name),
-                               self.max_file_bytes)
+            return inputs.load(self.images_dir, row.file_name, row.source, self.max_file_bytes)
         except inputs.Refused as e:
             yield TaggedOutput(REJECTS, rejection(path, e.reason, e.detail,
                                                   file_name=row.file_name))
             return None
-        except PermissionError as e:
-            # A fault of this one file (one the job may not read): a retry would fail the same
-            # way, so it is a dead letter and the job goes on.
-            yield TaggedOutput(REJECTS, rejection(
-                path, reasons.UNREADABLE_IMAGE, f"cannot read it: {type(e).__name__} "
-                f"({e.strerror or e})", file_name=row.file_name))
-            return None
-        except Exception as e:  # noqa: BLE001 - classified below, transient errors re-raised
-            if isinstance(e, FileNotFoundError) or not FileSystems.exists(path):
-                hint = (" (the name starts or ends with a space)"
-                        if row.file_name != row.file_name.strip() else "")
-                yield TaggedOutput(REJECTS, rejection(
-                    path, reasons.MISSING_FILE, f"named by {row.source} but not found{hint}",
-                    file_name=row.file_name))
-                return None
-            raise RuntimeError(f"reading {path}: {e}") from e
 
     def _progress(self):
         self.done += 1
