@@ -133,10 +133,15 @@ def _acquire_local(output_dir: str, path: str, run_id: str, info: str) -> Lock:
 
 def _acquire_gcs(path: str, run_id: str, info: str, project: str | None) -> Lock:
     from google.api_core import exceptions
+    from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import storage
 
     bucket, _, name = path[len("gs://"):].partition("/")
-    blob = storage.Client(project=project).bucket(bucket).blob(name)
+    try:
+        blob = storage.Client(project=project).bucket(bucket).blob(name)
+    except DefaultCredentialsError as e:
+        raise OutputDirError(f"--output_dir={path.rsplit('/', 1)[0]}: no Google credentials to "
+                             f"write it ({e})") from None
     for _ in range(5):
         current = _read_blob(blob)
         if current is not None:
