@@ -125,6 +125,27 @@ def test_gs_names_with_dot_dot_or_a_leading_slash_are_refused(tmp_path, gcs_buck
     assert sorted(json.loads(x)["file_name"] for x in lines) == sorted(names)
 
 
+def test_resolve_follows_symlinks_as_the_kernel_does(tmp_path):
+    real_root, outside = tmp_path / "data", tmp_path / "outside"
+    (real_root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    for folder in (real_root, real_root / "sub", outside):
+        (folder / "f.png").write_bytes(b"x")
+    os.symlink(real_root, tmp_path / "root")  # --images may itself be a symlink
+    os.symlink(real_root / "sub", real_root / "in_dir")
+    os.symlink(outside, real_root / "out_dir")
+    root = str(tmp_path / "root")
+    inside = {"f.png", "sub/f.png", "in_dir/f.png", "in_dir/../f.png", "sub/./f.png",
+              "./f.png", "nope/f.png"}
+    for name in inside:
+        assert inputs.resolve(root, name) == os.path.realpath(os.path.join(root, name)), name
+    # out_dir/../f.png is data/f.png to normpath but outside/../f.png to the kernel.
+    for name in ("out_dir/f.png", "out_dir/../f.png", "../data/f.png", "in_dir/../../f.png"):
+        with pytest.raises(inputs.Refused) as refused:
+            inputs.resolve(root, name)
+        assert refused.value.reason == reasons.OUTSIDE_IMAGES_ROOT, name
+
+
 @pytest.fixture
 def beam_gcs_no_credential_wait(monkeypatch):
     """Skips only Beam's ~30 s search for Google credentials (none exist here); every read and
