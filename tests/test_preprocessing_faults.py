@@ -313,6 +313,22 @@ def test_a_run_killed_with_sigkill_is_simply_run_again(tmp_path):
     _assert_output_is(_local_output(out), [f"a{i:03d}.png" for i in range(8)], 8)
 
 
+def _stop_between_requests(proc, emulator):
+    """SIGSTOPs ``proc`` at a moment it is not half-way through a request: the emulator serves
+    one request at a time, so a client stopped mid-request would stall every other client."""
+    import requests
+
+    for _ in range(20):
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            requests.get(f"{emulator}/storage/v1/b", timeout=3)
+            return
+        except requests.exceptions.Timeout:
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.2)
+    raise AssertionError("could not stop the first run between two of its requests")
+
+
 @pytest.mark.slow
 def test_one_run_per_output_folder_on_gcs(tmp_path, gcs_bucket, gcs_emulator):
     from google.cloud import storage
@@ -327,7 +343,7 @@ def test_one_run_per_output_folder_on_gcs(tmp_path, gcs_bucket, gcs_emulator):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: bucket.blob(lock_name).exists(), first, seconds=180)
-        first.send_signal(signal.SIGSTOP)
+        _stop_between_requests(first, gcs_emulator)
         second = subprocess.run(_cli(f"--labels={labels_b}", f"--images={images_b}",
                                      f"--output_dir={out}"),
                                 env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
