@@ -248,7 +248,9 @@ def test_a_second_run_into_a_locked_output_fails_fast_and_nothing_is_lost(tmp_pa
                                   f"--output_dir={out}"), env=env, cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: os.path.exists(os.path.join(out, lock.LOCK_FILE)), first)
+        lock_file = os.path.join(out, lock.LOCK_FILE)
+        # Written once its flock is held: then the holder (pid, host, start) can be named.
+        _wait_for(lambda: os.path.exists(lock_file) and os.path.getsize(lock_file), first)
         first.send_signal(signal.SIGSTOP)  # the first run is mid-way, holding the lock
         started = time.monotonic()
         second = subprocess.run(_cli(f"--labels={labels_b}", f"--images={images_b}",
