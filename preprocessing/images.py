@@ -5,8 +5,9 @@ call ``process`` on bytes, and the tests call every step directly. A broken inpu
 ``ImageError`` whose ``reason`` is a code from ``preprocessing.reasons``.
 
 Order of operations, and why:
-1. Guard the pixel count from the header *before* decoding, so a decompression bomb costs a
-   header read, not gigabytes of RAM.
+1. Guard the pixel count and the aspect ratio from the header *before* decoding, so a
+   decompression bomb costs a header read, not gigabytes of RAM, and the resize's output stays
+   bounded (a 1xN strip scaled so its short side fills the square would grow N times it).
 2. ``draft`` (JPEG only) lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is much
    smaller than the photo; it never goes below the size the final resize needs.
 3. Apply the EXIF orientation before anything looks at geometry (phone photos are often stored
@@ -27,9 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from contract import limits
 from preprocessing import reasons
 
 RESIZE_MODES = ("crop", "pad")
+_SIZE_REASONS = {limits.PIXELS: reasons.TOO_MANY_PIXELS,
+                 limits.ASPECT: reasons.EXTREME_ASPECT_RATIO}
 # Transparent pixels are composited onto white: cut-out portraits are usually shown on white.
 _BACKGROUND = (255, 255, 255)
 
@@ -49,7 +53,8 @@ class ImageConfig:
     resize: str = "crop"  # "crop": fill the square, cut the overflow; "pad": fit inside, pad black
     margin: float = 0.0  # fraction of width/height trimmed from each side before resizing
     jpeg_quality: int = 90
-    max_pixels: int = 40_000_000
+    max_pixels: int = limits.MAX_PIXELS
+    max_aspect_ratio: float = limits.MAX_ASPECT_RATIO
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,8 @@ class ProcessedImage:
     brightness: float
 
 
-def decode(data: bytes, max_pixels: int, draft_size: int | None = None) -> Image.Image:
+def decode(data: bytes, max_pixels: int, draft_size: int | None = None,
+           max_aspect_ratio: float = limits.MAX_ASPECT_RATIO) -> Image.Image:
     """Decodes bytes to a fully loaded, EXIF-oriented PIL image (any mode)."""
     if not data:
         raise ImageError(reasons.EMPTY_FILE, "the file has 0 bytes")
@@ -90,10 +96,11 @@ def decode(data: bytes, max_pixels: int, draft_size: int | None = None) -> Image
         width, height = image.size
         if width <= 0 or height <= 0:
             raise ImageError(reasons.ZERO_SIZE_IMAGE, f"image is {width}x{height} pixels")
-        if width * height > max_pixels:
-            raise ImageError(reasons.TOO_MANY_PIXELS,
-                             f"{width}x{height} = {width * height} pixels > --max_pixels "
-                             f"{max_pixels}")
+        problem = limits.size_problem(width, height, max_pixels=max_pixels,
+                                      max_aspect_ratio=max_aspect_ratio)
+        if problem:
+            kind, message = problem
+            raise ImageError(_SIZE_REASONS[kind], message)
         if draft_size and image.format == "JPEG":
             # Requests a square so the result is big enough whichever way EXIF rotates it.
             image.draft(image.mode, (draft_size, draft_size))
@@ -178,7 +185,8 @@ def process(data: bytes, config: ImageConfig) -> ProcessedImage:
     # Decode at least size/(1 - 2*margin) pixels so the trimmed crop still covers the target.
     draft = math.ceil(config.image_size / max(1e-6, 1.0 - 2.0 * config.margin))
     # The pixel guard needs the header size, so read it from the undrafted open inside decode.
-    image = decode(data, config.max_pixels, draft_size=draft)
+    image = decode(data, config.max_pixels, draft_size=draft,
+                   max_aspect_ratio=config.max_aspect_ratio)
     original = _original_size(data, image)
     rgb = to_rgb(image)
     square = fit(rgb, config.image_size, config.resize, config.margin)

@@ -33,7 +33,10 @@ APPA_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
 APPA_LABELS = "gt_avg_{}.csv"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 UTKFACE_COLUMNS = ("gender", "race")
-_UTKFACE_NAME = re.compile(r"^(\d+)_(\d+)_(\d+)_\d+")
+_UTKFACE_NAME = re.compile(r"^(\d+)_(\d+)_(\d+)_\d+", re.ASCII)  # ASCII: no full-width digits
+# An age as people and spreadsheets write it: ASCII digits, an optional decimal point and sign.
+# float() alone would also take '1_0' (10), 'nan', 'inf', '1e1', ' 3 ' and full-width digits.
+_AGE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)", re.ASCII)
 
 
 class LabelError(ValueError):
@@ -72,12 +75,12 @@ def rejection(input_: str, reason: str, detail: str, file_name: str | None = Non
 
 
 def parse_age(text: str, max_age: float) -> float:
-    """'34' -> 34.0; raises ValueError with a message for non-numeric, NaN, negative, too old."""
-    try:
-        age = float(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"age {text!r} is not a number") from None
-    if not math.isfinite(age):
+    """'34' -> 34.0; raises ValueError with a message for anything but a plain decimal number
+    (so no '1_0', 'nan', 'inf', '1e1' or full-width digits), negative or too old ages."""
+    if not isinstance(text, str) or not _AGE.fullmatch(text):
+        raise ValueError(f"age {text!r} is not a number written like 34 or 34.5")
+    age = float(text)
+    if not math.isfinite(age):  # more digits than a float holds
         raise ValueError(f"age {text!r} is not finite")
     if age < 0:
         raise ValueError(f"age {age:g} is negative")
@@ -111,9 +114,11 @@ def parse_csv(text: str, source: str, max_age: float, split: str | None = None,
         raise LabelError(f"{source}: the label file is empty")
     file_col, age_col, extras = csv_columns(lines[0], source)
     header = [c.strip() for c in next(csv.reader([lines[0]]))]
+    name_at = header.index(file_col)
     rows, rejects = [], []
     # csv.reader (not DictReader) so that a row with too many fields is caught, not truncated.
-    for line_no, values in enumerate(csv.reader(io.StringIO(text)), start=1):
+    # newline="": lines end at \n, \r\n or a lone \r (old Mac exports), as the csv docs ask.
+    for line_no, values in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
         if line_no == 1 or not values or not any(v.strip() for v in values):
             continue
         where = f"{source}:{line_no}"
@@ -121,11 +126,13 @@ def parse_csv(text: str, source: str, max_age: float, split: str | None = None,
         if len(values) != len(header):
             rejects.append(rejection(f"{where}: {raw}", reasons.BAD_ROW,
                                      f"{len(values)} fields, header has {len(header)}",
-                                     file_name=prefix + values[0].strip()))
+                                     file_name=prefix + values[min(name_at, len(values) - 1)]))
             continue
         record = {name: value.strip() for name, value in zip(header, values, strict=True)}
-        name = record[file_col]
-        if not name:
+        # The name is kept as written: ' a.jpg' and 'a.jpg' are two files. Ages and extras are
+        # stripped ('a.jpg, 34' is how many people type a CSV).
+        name = values[name_at]
+        if not name.strip():
             rejects.append(rejection(f"{where}: {raw}", reasons.BAD_ROW, "empty file_name"))
             continue
         try:

@@ -1,8 +1,10 @@
 """Files around the shards: TFRecord framing, stats.json, TFDS metadata, and the final swap.
 
-Why a staging folder and a swap: the pipeline writes shards, errors and stats.json into
-``OUT/.staging``; only after the whole pipeline succeeded does ``publish`` replace the previous
-run's files in OUT. The order of ``publish`` is what makes an interrupted run safe:
+Why a staging folder and a swap: the pipeline writes shards, errors and stats.json into the
+run's own ``OUT/.staging/RUN_ID`` (OUT is locked by the run: lock.py); only after the whole
+pipeline succeeded, and every staged shard matches the run's stats.json (names and bytes), does
+``publish`` replace the previous run's files in OUT. The order of ``publish`` is what makes an
+interrupted run safe:
 
 1. delete OUT/stats.json and the TFDS metadata first: from now on OUT reads as "incomplete"
    (``schema.load_stats`` and ``tfds.builder_from_directory`` fail with a clear error) instead
@@ -135,6 +137,9 @@ def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_
         # The geometry of every record: export and evaluation must frame served faces alike.
         "resize": config.image.resize,
         "margin": config.image.margin,
+        # The limits the records passed: the exported model refuses what preprocessing would.
+        "max_pixels": config.image.max_pixels,
+        "max_aspect_ratio": config.image.max_aspect_ratio,
         "jpeg_quality": config.image.jpeg_quality,
         "label_format": config.label_format,
         "split_ratios": list(config.split_ratios),
@@ -144,19 +149,22 @@ def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_
     write_json(join(directory, schema.STATS_FILE), stats)
 
 
+class StagingError(RuntimeError):
+    """The staged shards are not the ones the run's stats.json describes."""
+
+
 def publish(staging: str, output_dir: str, image_size: int, extra_columns) -> dict:
     """Replaces OUT's previous output with the staged one (order: see the module docstring)."""
     stats = read_json(join(staging, schema.STATS_FILE))
-    delete([join(output_dir, n) for n in (schema.STATS_FILE, *_TFDS_FILES)])
-    delete(_matching(join(output_dir, schema.SHARD_GLOB.format(split=s)) for s in schema.SPLITS))
-    remove_tree(join(output_dir, schema.ERRORS_DIR))
-
     for name, entry in stats["splits"].items():
         for index, count in enumerate(entry["shard_lengths"]):
             if count == 0:  # hashing left this shard empty; TFDS still expects the file
                 write_tfrecords(join(staging, schema.shard_name(name, index, entry["num_shards"])),
                                 [])
-    shards = _matching(join(staging, schema.SHARD_GLOB.format(split=s)) for s in schema.SPLITS)
+    shards = verify_staged(staging, stats)
+    delete([join(output_dir, n) for n in (schema.STATS_FILE, *_TFDS_FILES)])
+    delete(_matching(join(output_dir, schema.SHARD_GLOB.format(split=s)) for s in schema.SPLITS))
+    remove_tree(join(output_dir, schema.ERRORS_DIR))
     errors = _matching([join(staging, schema.ERRORS_DIR) + "/*.jsonl"])
     _mkdirs(join(output_dir, schema.ERRORS_DIR))
     FileSystems.rename(shards + errors,
@@ -168,6 +176,27 @@ def publish(staging: str, output_dir: str, image_size: int, extra_columns) -> di
     write_json(join(output_dir, schema.STATS_FILE), stats)
     remove_tree(staging)
     return stats
+
+
+def verify_staged(staging: str, stats: dict) -> list[str]:
+    """The staged shard paths, checked against stats.json: exactly the shards it names, with
+    the bytes it counts per split; else StagingError (nothing in OUT is touched yet)."""
+    found = {}
+    for result in FileSystems.match([join(staging, schema.SHARD_GLOB.format(split=s))
+                                     for s in schema.SPLITS]):
+        found.update({m.path: m.size_in_bytes for m in result.metadata_list})
+    sizes = {os.path.basename(p): n for p, n in found.items()}
+    for name, entry in stats["splits"].items():
+        expected = {schema.shard_name(name, i, entry["num_shards"])
+                    for i in range(entry["num_shards"])}
+        mine = {p: n for p, n in sizes.items() if p.startswith(name + "-")}
+        if set(mine) != expected or sum(mine.values()) != entry["num_bytes"]:
+            raise StagingError(
+                f"{staging}: the {name} shards do not match its stats.json (missing "
+                f"{sorted(expected - set(mine))}, unexpected {sorted(set(mine) - expected)}, "
+                f"{sum(mine.values())} bytes, expected {entry['num_bytes']}); nothing was "
+                "published: run the job again")
+    return sorted(found)
 
 
 def write_tfds_metadata(output_dir: str, stats: dict, image_size: int, extra_columns) -> str:

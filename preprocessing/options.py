@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from contract import limits
 from preprocessing import labels, schema
 from preprocessing.images import RESIZE_MODES, ImageConfig
 
@@ -38,6 +39,7 @@ class JobConfig:
     split_ratios: tuple = (0.8, 0.1, 0.1)
     group_by: str | None = None
     num_shards: int = 0  # per split; 0 = automatic (~128 MB per shard)
+    max_file_bytes: int = limits.MAX_READ_BYTES  # larger input files are refused unread
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,8 +61,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="fraction of width/height trimmed from each side before resizing "
                         "(inputs are face crops already: this tightens the crop)")
     p.add_argument("--jpeg_quality", type=int, default=90)
-    p.add_argument("--max_pixels", type=int, default=40_000_000,
-                   help="decompression-bomb guard: larger images are rejected unread")
+    p.add_argument("--max_pixels", type=int, default=limits.MAX_PIXELS,
+                   help="decompression-bomb guard: larger images are rejected undecoded")
+    p.add_argument("--max_aspect_ratio", type=float, default=limits.MAX_ASPECT_RATIO,
+                   help="long side / short side above which an image is rejected undecoded "
+                        "(its resize to the square would grow with the ratio)")
+    p.add_argument("--max_file_bytes", type=int, default=limits.MAX_READ_BYTES,
+                   help="larger input files are rejected; no more than this is read")
     p.add_argument("--max_age", type=float, default=120.0)
     p.add_argument("--split_ratios", default="0.8,0.1,0.1",
                    help="train,validation,test fractions summing to 1 (ignored by appa_real, "
@@ -86,11 +93,13 @@ def parse(argv: list[str] | None) -> tuple[JobConfig, object]:
         output_dir=known.output_dir,
         label_format=known.label_format,
         image=ImageConfig(image_size=known.image_size, resize=known.resize, margin=known.margin,
-                          jpeg_quality=known.jpeg_quality, max_pixels=known.max_pixels),
+                          jpeg_quality=known.jpeg_quality, max_pixels=known.max_pixels,
+                          max_aspect_ratio=known.max_aspect_ratio),
         max_age=known.max_age,
         split_ratios=_ratios(known.split_ratios),
         group_by=known.group_by,
         num_shards=known.num_shards,
+        max_file_bytes=known.max_file_bytes,
     )
     # Cheap checks first, no IO.
     validate_pipeline_options(pipeline_options, {name: getattr(config, name)
@@ -133,6 +142,10 @@ def validate(config: JobConfig) -> None:
         raise OptionsError(f"--margin={image.margin}: expected 0 <= margin < 0.5")
     if image.max_pixels <= 0:
         raise OptionsError(f"--max_pixels={image.max_pixels}: expected > 0")
+    if not (math.isfinite(image.max_aspect_ratio) and image.max_aspect_ratio >= 1):
+        raise OptionsError(f"--max_aspect_ratio={image.max_aspect_ratio}: expected >= 1")
+    if config.max_file_bytes <= 0:
+        raise OptionsError(f"--max_file_bytes={config.max_file_bytes}: expected > 0")
     if config.num_shards < 0:
         raise OptionsError(f"--num_shards={config.num_shards}: expected >= 0 (0 = automatic)")
     if not config.max_age > 0:
@@ -141,10 +154,32 @@ def validate(config: JobConfig) -> None:
         raise OptionsError(f"--images={config.images!r}: no such folder (or it is empty)")
     if os.path.abspath(config.output_dir) == os.path.abspath(config.images):
         raise OptionsError("--output_dir must differ from --images: old shards are deleted there")
+    _check_output_dir(config.output_dir)
     columns = _label_columns(config)
+    reserved = sorted(columns & set(schema.RESERVED_COLUMNS))
+    if reserved:
+        # Refused, not renamed silently: the user's own name would then appear nowhere.
+        raise OptionsError(
+            f"--labels: column(s) {reserved} cannot be kept: the records' metadata and "
+            f"predictions.csv use the names {list(schema.RESERVED_COLUMNS)}; rename the "
+            f"column(s) in the label file (e.g. {reserved[0]} -> person_{reserved[0]})"
+            + (" and pass the new name to --group_by" if config.group_by in reserved else ""))
     if config.group_by is not None and config.group_by not in columns:
         raise OptionsError(f"--group_by={config.group_by!r}: not a label column; the labels "
                            f"have {sorted(columns)}")
+
+
+def _check_output_dir(path: str) -> None:
+    """A local --output_dir that is a file, or inside one, fails here in one line; whether it
+    can be written is found by taking its lock (lock.py), the job's first write."""
+    if path.startswith("gs://"):
+        return
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        where = "is a file" if probe == os.path.abspath(path) else f"is inside the file {probe}"
+        raise OptionsError(f"--output_dir={path}: {where}, not a folder")
 
 
 def _label_columns(config: JobConfig) -> set:

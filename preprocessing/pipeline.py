@@ -14,9 +14,10 @@ through GroupByShard; duplicates are decided on small claims (dedup.py) whose ve
 writer applies. On the DirectRunner every shuffled image byte passes through the runner process,
 and the job's three image shuffles (dedup, split sizes, shards) cost a third of its time. The
 per-record work is pure functions (images, records, split, dedup) that tests and the
-benchmark's plain loop call without a pipeline. Shards are written into OUT/.staging and only
-moved into OUT by ``metadata.publish`` after the whole pipeline succeeded and wrote at least one
-record (an all-rejected run leaves OUT as it was; its errors stay in OUT/.staging/errors/).
+benchmark's plain loop call without a pipeline. ``run`` locks OUT (lock.py), shards are written
+into the run's own OUT/.staging/RUN_ID and only moved into OUT by ``metadata.publish`` after the
+whole pipeline succeeded and wrote at least one record (an all-rejected run leaves OUT as it
+was; its errors stay in OUT/.staging/RUN_ID/errors/).
 """
 
 from __future__ import annotations
@@ -26,17 +27,19 @@ import logging
 import time
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
+from contract import limits
 from preprocessing import (
     dedup,
     fragments,
     images,
+    inputs,
     labels,
+    lock,
     metadata,
     reasons,
     records,
@@ -132,8 +135,9 @@ class _LoadImage(beam.DoFn):
     a claim on its id."""
 
     def __init__(self, images_dir: str, config: images.ImageConfig, fragments_dir: str, ratios,
-                 group_by, extra_columns):
+                 group_by, extra_columns, max_file_bytes: int):
         self.images_dir, self.config, self.fragments_dir = images_dir, config, fragments_dir
+        self.max_file_bytes = max_file_bytes
         self.ratios, self.group_by = tuple(ratios), group_by
         self.extra_columns = list(extra_columns)
         self.loaded = _counter("loaded")
@@ -185,22 +189,11 @@ class _LoadImage(beam.DoFn):
     def _read(self, path, row):
         """The file's bytes, or None after yielding its dead letter."""
         try:
-            with FileSystems.open(path, compression_type="uncompressed") as f:
-                return f.read()
-        except (IsADirectoryError, PermissionError) as e:
-            # A fault of this one file (a label naming a folder, a file the job may not read):
-            # a retry would fail the same way, so it is a dead letter and the job goes on.
-            yield TaggedOutput(REJECTS, rejection(
-                path, reasons.UNREADABLE_IMAGE, f"cannot read it: {type(e).__name__} "
-                f"({e.strerror or e})", file_name=row.file_name))
+            return inputs.load(self.images_dir, row.file_name, row.source, self.max_file_bytes)
+        except inputs.Refused as e:
+            yield TaggedOutput(REJECTS, rejection(path, e.reason, e.detail,
+                                                  file_name=row.file_name))
             return None
-        except Exception as e:  # noqa: BLE001 - classified below, transient errors re-raised
-            if not FileSystems.exists(path):
-                yield TaggedOutput(REJECTS, rejection(
-                    path, reasons.MISSING_FILE, f"named by {row.source} but not found",
-                    file_name=row.file_name))
-                return None
-            raise RuntimeError(f"reading {path}: {e}") from e
 
     def _progress(self):
         self.done += 1
@@ -217,15 +210,16 @@ class LoadImages(beam.PTransform):
     plain tuples without pickling them."""
 
     def __init__(self, images_dir: str, config: images.ImageConfig, plan, fragments_dir: str,
-                 ratios=split.DEFAULT_RATIOS, group_by: str | None = None, extra_columns=()):
+                 ratios=split.DEFAULT_RATIOS, group_by: str | None = None, extra_columns=(),
+                 max_file_bytes: int = limits.MAX_READ_BYTES):
         super().__init__()
         self.images_dir, self.config, self.plan = images_dir, config, plan
-        self.fragments_dir = fragments_dir
+        self.fragments_dir, self.max_file_bytes = fragments_dir, max_file_bytes
         self.ratios, self.group_by, self.extra_columns = ratios, group_by, extra_columns
 
     def expand(self, rows):
         load = _LoadImage(self.images_dir, self.config, self.fragments_dir, self.ratios,
-                          self.group_by, self.extra_columns)
+                          self.group_by, self.extra_columns, self.max_file_bytes)
         out = rows | "Load" >> beam.ParDo(load, AsSingleton(self.plan)).with_outputs(
             REJECTS, CLAIMS, main="records")
         return out.records, out[CLAIMS], out[REJECTS]
@@ -334,7 +328,7 @@ def build(p, config, extra_columns, staging: str):
     rows, name_rejects = rows | "RejectDuplicateFileNames" >> RejectDuplicateFileNames()
     keyed, claims, image_rejects = rows | "LoadImages" >> LoadImages(
         config.images, config.image, plan, labels.join(staging, fragments.FRAGMENTS_DIR),
-        config.split_ratios, config.group_by, extra_columns)
+        config.split_ratios, config.group_by, extra_columns, config.max_file_bytes)
     verdicts, dup_rejects, merged = claims | "ResolveDuplicates" >> ResolveDuplicates()
     shards, blur = keyed | "WriteShards" >> WriteShards(staging, config.max_age, verdicts)
     rejects = ((label_rejects, name_rejects, image_rejects, dup_rejects)
@@ -351,9 +345,23 @@ def build(p, config, extra_columns, staging: str):
 
 
 def run(config, pipeline_options) -> dict:
-    """Runs the job to completion and publishes OUT; returns stats.json's content."""
-    staging = labels.join(config.output_dir, metadata.STAGING_DIR)
-    metadata.remove_tree(staging)  # leftovers of an interrupted run are never reused
+    """Runs the job to completion and publishes OUT; returns stats.json's content.
+
+    OUT is locked for the whole run (lock.py): a second run into it fails at once."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    project = pipeline_options.view_as(GoogleCloudOptions).project
+    with lock.held(config.output_dir, project) as held:
+        # Under the lock no other run is staging: every older staging folder is a leftover of
+        # an interrupted run, never reused.
+        staging_root = labels.join(config.output_dir, metadata.STAGING_DIR)
+        metadata.remove_tree(staging_root)
+        stats = _run_locked(config, pipeline_options, labels.join(staging_root, held.run_id))
+        metadata.remove_tree(staging_root)
+        return stats
+
+
+def _run_locked(config, pipeline_options, staging: str) -> dict:
     extra_columns = labels.extra_columns(config.label_format, config.labels, config.images)
     p = beam.Pipeline(runner=runners.runner_for(pipeline_options), options=pipeline_options)
     build(p, config, extra_columns, staging)

@@ -11,7 +11,7 @@ import logging
 import platform
 import sys
 
-from preprocessing import options, pipeline
+from preprocessing import lock, metadata, options, pipeline
 
 
 def run(argv: list[str] | None = None) -> dict:
@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         run(argv)
-    except (options.OptionsError, pipeline.NoValidRecordsError) as e:
+    except (options.OptionsError, pipeline.NoValidRecordsError, lock.OutputLockedError,
+            lock.OutputDirError, metadata.StagingError) as e:
         sys.exit(f"preprocessing.run: error: {e}")  # exit status 1, message on stderr
 
 

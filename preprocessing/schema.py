@@ -29,6 +29,12 @@ BLUR = "quality/blur"
 BRIGHTNESS = "quality/brightness"
 EXTRA_PREFIX = "extra/"
 
+# Label column names an extra column may not take: the trainer hands extras to evaluation next
+# to the record's metadata (trainer.data: id, filename, blur, brightness), and predictions.csv
+# puts them beside its own columns (id, file, true_age, predicted_age, blur, brightness).
+# Preprocessing refuses them before any image is read, rather than the trainer after hours.
+RESERVED_COLUMNS = ("blur", "brightness", "file", "filename", "id", "predicted_age", "true_age")
+
 SPLITS = ("train", "validation", "test")
 # Shards are OUT/{split}-00000-of-00004; TFDS is told the same template in its metadata.
 FILENAME_TEMPLATE = "{SPLIT}-{SHARD_X_OF_Y}"

@@ -252,6 +252,12 @@ def test_appa_real_keeps_its_own_split(tmp_path):
     assert record["extra/apparent_age_avg"].numpy() == b"21.5"
 
 
+def _run_staging(out):
+    """The staging folder of the one run that left one (each run stages in its own)."""
+    (staged,) = (out / metadata.STAGING_DIR).iterdir()
+    return staged
+
+
 def test_an_all_bad_run_exits_non_zero_with_a_clear_message(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpg").write_bytes(b"not a jpeg")
@@ -265,9 +271,9 @@ def test_an_all_bad_run_exits_non_zero_with_a_clear_message(tmp_path):
     assert "bad_age: 1" in message and "missing_file: 1" in message
     assert "unreadable_image: 1" in message
     # Nothing is published; the dead letters stay readable in staging, where the message points.
-    staged_errors = out / metadata.STAGING_DIR / schema.ERRORS_DIR
-    assert f"{staged_errors}/" in message and "nothing was published" in message
-    assert {e["reason"] for e in _errors(str(out / metadata.STAGING_DIR))} == {
+    staged = _run_staging(out)
+    assert f"{staged / schema.ERRORS_DIR}/" in message and "nothing was published" in message
+    assert {e["reason"] for e in _errors(str(staged))} == {
         reasons.BAD_AGE, reasons.MISSING_FILE, reasons.UNREADABLE_IMAGE}
     assert _shards(str(out)) == []
     assert not (out / schema.STATS_FILE).exists() and not (out / schema.ERRORS_DIR).exists()
@@ -296,8 +302,7 @@ def test_an_all_bad_rerun_keeps_the_previous_good_output(tmp_path):
         exit_info.value.code)
     assert {n: _read(str(out / n)) for n in [*_shards(str(out)), schema.STATS_FILE]} == before
     assert _errors(str(out)) == []  # the good run had no rejects, and its errors/ is kept
-    assert [e["reason"] for e in _errors(str(out / metadata.STAGING_DIR))] == [
-        reasons.MISSING_FILE] * 3
+    assert [e["reason"] for e in _errors(str(_run_staging(out)))] == [reasons.MISSING_FILE] * 3
 
 
 @pytest.fixture

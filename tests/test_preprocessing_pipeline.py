@@ -10,7 +10,17 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from preprocessing import dedup, fragments, images, labels, metadata, pipeline, reasons, schema
+from preprocessing import (
+    dedup,
+    fragments,
+    images,
+    inputs,
+    labels,
+    metadata,
+    pipeline,
+    reasons,
+    schema,
+)
 from preprocessing import plan as shard_plan
 
 
@@ -142,19 +152,18 @@ def test_write_shards_sorts_by_id_and_drops_what_the_verdicts_do_not_keep(tmp_pa
     assert names == [b"a.jpg", b"b.jpg"]
 
 
-def _assert_single_reject(images_dir, name, detail):
+def _assert_single_reject(images_dir, name, detail, reason=reasons.UNREADABLE_IMAGE):
     config = images.ImageConfig(image_size=8)
     with BeamTestPipeline() as p:
         _, _, rejects = p | beam.Create([_row(name, 5)]) | pipeline.LoadImages(
             str(images_dir), config, _plan(p), str(images_dir / "fragments"))
         assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"], r["detail"])),
-                    equal_to([(name, reasons.UNREADABLE_IMAGE, detail)]))
+                    equal_to([(name, reason, detail)]))
 
 
 def test_load_images_dead_letters_a_folder_named_like_an_image(tmp_path):
     (tmp_path / "folder.jpg").mkdir()  # a label naming a folder: one dead letter, job goes on
-    _assert_single_reject(tmp_path, "folder.jpg",
-                          "cannot read it: IsADirectoryError (Is a directory)")
+    _assert_single_reject(tmp_path, "folder.jpg", inputs.NOT_REGULAR, reasons.NOT_A_REGULAR_FILE)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file anyway")
