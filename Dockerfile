@@ -42,14 +42,15 @@ ARG TF_TPU_VERSION
 ARG LIBTPU_VERSION
 ARG REDUCTION_SERVER=0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# Vertex AI's TPU containers load libtpu.so from /lib: link the one the libtpu package installed.
+# Vertex AI's TPU containers load libtpu.so from /lib: link the one the libtpu package installed
+# (libtpu/libtpu.so in the 0.0.14 wheel, which get_library_path() names).
 RUN if [ "$REDUCTION_SERVER" != "0" ]; then \
       echo "REDUCTION_SERVER=1 is a GPU (NCCL) plugin: build it with ACCELERATOR=gpu" >&2; \
       exit 1; \
     fi && \
     python -m pip install "tensorflow-tpu==${TF_TPU_VERSION}" "libtpu==${LIBTPU_VERSION}" && \
-    so="$(python -c 'import libtpu, pathlib; print(next(pathlib.Path(libtpu.__file__).parent.rglob("libtpu.so")))')" && \
-    ln -s "$so" /lib/libtpu.so
+    ln -s "$(python -c 'import libtpu; print(libtpu.get_library_path())')" /lib/libtpu.so && \
+    test -f /lib/libtpu.so
 
 # --- the trainer, on the chosen base -------------------------------------------------------------
 FROM base-${ACCELERATOR} AS trainer
