@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 
 from preprocessing import schema
-from trainer import data, files, framing, metrics, report
+from trainer import data, files, framing, metrics, report, shards
 from trainer.predict import load_predict_fn, locate_model, predict_batch
 
 PREDICTIONS_CSV = "predictions.csv"
@@ -66,7 +66,7 @@ def predict_split(predict_fn, data_dir: str, split: str, *, batch_size: int, ima
     columns = {k: [] for k in ("id", "file", "true_age", "predicted_age", "blur", "brightness",
                                *extra_columns)}
     keeper = _WorstKeeper(worst)
-    for images, ages, meta in ds:
+    for images, ages, meta in _checked(ds):
         pred = predict_batch(predict_fn, images, tta_flip)
         true = ages.numpy().astype(np.float64)
         keeper.add(np.abs(pred - true), images.numpy(), len(columns["id"]))
@@ -82,6 +82,22 @@ def predict_split(predict_fn, data_dir: str, split: str, *, batch_size: int, ima
     if frame.empty:
         raise ValueError(f"split {split!r} of {data_dir!r} holds no records to evaluate")
     return frame, keeper.images, keeper.rows
+
+
+def _checked(ds):
+    """Iterates `ds`, turning a damaged shard or record found inside tf.data into ShardError's
+    one line (the file and what is wrong) instead of TF's op trace."""
+    iterator = iter(ds)
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            message = shards.clean_error(e)
+            if message is None:
+                raise
+            raise shards.ShardError(message) from None
 
 
 def read_history(model_dir: str | None) -> pd.DataFrame | None:
@@ -119,6 +135,11 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
         predict_fn, data_dir, split, batch_size=batch_size, image_size=image_size,
         extra_columns=extra_columns, tta_flip=tta_flip, worst=worst)
     seconds = time.time() - started
+    listed = ((stats.get("splits") or {}).get(split) or {}).get("count")
+    if listed is not None and len(frame) != int(listed):  # the files' own counts were unknown
+        raise shards.ShardError(
+            f"{shards.DAMAGED}: the {split!r} shards in {data_dir!r} hold {len(frame)} records "
+            f"where {schema.STATS_FILE} lists {listed}: a shard is truncated or replaced")
     # Records are fed as they are, so a model serving another framing than the records' cannot
     # show it in the numbers: say so in the report instead.
     resize, margin = framing.read_framing(predict_fn.keep_alive)
