@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 
 from preprocessing import schema
-from trainer import data, files, framing, metrics, report, shards
+from trainer import data, files, framing, metrics, report, shards, spreadsheet
 from trainer.predict import load_predict_fn, locate_model, predict_batch
 
 PREDICTIONS_CSV = "predictions.csv"
@@ -158,7 +158,8 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
 
     base = output_dir.rstrip("/")
     buf = io.StringIO()
-    frame.to_csv(buf, index=False, float_format="%.4f")
+    # File names and labels are the user's text: no cell may run as a spreadsheet formula.
+    spreadsheet.safe_frame(frame).to_csv(buf, index=False, float_format="%.4f")
     files.write_bytes(f"{base}/{PREDICTIONS_CSV}", buf.getvalue().encode("utf-8"))
     files.write_bytes(f"{base}/{METRICS_JSON}",
                       json.dumps(result, indent=2, allow_nan=False).encode("utf-8"))

@@ -21,6 +21,8 @@ from preprocessing import schema
 DAMAGED = "damaged shard"
 BAD_RECORD = "bad record"
 _NAME = re.compile(r"^(?P<split>.+)-(?P<index>\d{5,})-of-(?P<total>\d{5,})$")
+_COUNT_HINT = ("the file is truncated, or a record in it is corrupted (the first read error is "
+               "logged above), or it was replaced by a shard of another run")
 # Records are counted per chunk, not per record: the count's ops then run once per this many.
 _COUNT_CHUNK = 32
 
@@ -124,43 +126,50 @@ def _diagnose(suspects) -> str:
                                 "of another run?")
 
 
-def read_checked(path, expected_records, buffer_size: int) -> tf.data.Dataset:
-    """The records of one shard, failing at its end unless exactly `expected_records` were read.
+def read_chunks(path, expected_records, buffer_size: int, checked: bool = True
+                ) -> tf.data.Dataset:
+    """One shard's records in chunks (unbatch them); when `checked`, fails at the file's end
+    unless exactly `expected_records` (an int or a tensor) were read.
 
     A read error inside the file (a corrupted or cut record) ends the file early and the count
-    then names it: TF's own error names only a byte offset. Placed here, where the records of
-    one file pass anyway, rather than as a pre-pass over every record's framing at start-up,
-    which reads the whole split once more before the first step (a second download on gs://).
+    then names it: TF's own error names only a byte offset. Counted here, where one file's
+    records pass anyway, in chunks so that the count's ops run once per _COUNT_CHUNK records,
+    rather than by a pre-pass over every record's framing at start-up: that reads the whole
+    split once more before the first step (a second download on gs://).
     """
     records = tf.data.TFRecordDataset(path, buffer_size=buffer_size)
+    if not checked:  # nothing to count against: read errors must then stop the reader
+        return records.batch(_COUNT_CHUNK)
+    expected_records = tf.cast(expected_records, tf.int64)
     chunks = records.ignore_errors(log_warning=True).batch(_COUNT_CHUNK)
     # An empty chunk marks the file's end (batch never yields one): that is where to check.
     chunks = chunks.concatenate(tf.data.Dataset.from_tensors(tf.zeros([0], tf.string)))
-    expected_records = tf.cast(expected_records, tf.int64)
 
     def count(seen, chunk):
         seen += tf.size(chunk, out_type=tf.int64)
-        message = tf.strings.join([
-            DAMAGED, ": ", path, " holds ", tf.strings.as_string(seen), " records where ",
-            schema.STATS_FILE, " lists ", tf.strings.as_string(expected_records), " (",
-            tf.strings.as_string(tf.abs(expected_records - seen)), " ",
-            tf.where(seen < expected_records, "missing", "extra"), "): the file is truncated, "
-            "or a record in it is corrupted (the first read error is logged above), or it was "
-            "replaced by a shard of another run"])
-        ok = tf.logical_or(tf.size(chunk) > 0, tf.equal(seen, expected_records))
-        check = tf.debugging.Assert(ok, [message])
+        at_end = tf.equal(tf.size(chunk), 0)
+        ok = tf.logical_or(tf.logical_not(at_end), tf.equal(seen, expected_records))
+        # The message's parts are only joined into one line if the check fails (clean_error).
+        check = tf.debugging.Assert(ok, [
+            DAMAGED + ":", path, "holds", seen, "records where " + schema.STATS_FILE + " lists",
+            expected_records, _COUNT_HINT])
         with tf.control_dependencies([check]):
             return seen, tf.identity(chunk)
 
-    return chunks.scan(tf.constant(0, tf.int64), count).unbatch()
+    return chunks.scan(tf.constant(0, tf.int64), count)
 
 
 def clean_error(error: Exception) -> str | None:
-    """The one-line message of a shard error raised inside tf.data, or None if it is not one."""
+    """The one-line message of a shard or record check that failed inside tf.data (an Assert,
+    whose parts TF prints as "[part] [part] ..."), or None if `error` is not one."""
     text = str(error)
-    starts = [i for i in (text.find(DAMAGED), text.find(BAD_RECORD)) if i >= 0]
+    starts = [i for i in (text.find("[" + DAMAGED), text.find("[" + BAD_RECORD)) if i >= 0]
     if not starts:
         return None
-    start = min(starts)
-    line = text[start:].splitlines()[0].replace("\\'", "'").replace('\\"', '"')
-    return line.split(" [Op:", 1)[0].rstrip("]' ")
+    parts = re.findall(r"\[([^\]]*)\]", text[min(starts):].splitlines()[0])
+    if parts[0] == DAMAGED + ":" and len(parts) == 7:  # read_chunks' count
+        path, seen, listed = parts[1], int(parts[3]), int(parts[5])
+        return (f"{DAMAGED}: {path} holds {seen} records where {schema.STATS_FILE} lists "
+                f"{listed} ({abs(listed - seen)} {'missing' if seen < listed else 'extra'}): "
+                f"{_COUNT_HINT}")
+    return " ".join(parts)
