@@ -7,8 +7,12 @@ them, then read through trainer.data and trainer.evaluate.
 
 import io
 import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
@@ -18,6 +22,7 @@ from PIL import Image
 from preprocessing import fake_records, schema
 from trainer import data, evaluate, export, shards
 
+REPO = Path(__file__).resolve().parents[1]
 SIZE = 16
 COUNTS = {"train": 30, "test": 37}
 
@@ -189,3 +194,25 @@ def test_evaluate_refuses_a_damaged_split_in_one_line(out, tmp_path):
     _edit_stats(out, lambda s: s["splits"]["test"].pop("shard_lengths"))
     with pytest.raises(shards.ShardError, match="36 records .* stats.json lists 37"):
         evaluate.evaluate(str(model), str(out), "test", str(tmp_path / "eval"))
+
+
+@pytest.mark.slow
+def test_evaluate_cli_names_a_corrupted_shard_without_a_traceback(out, tmp_path):
+    model = tmp_path / "model"
+    export.export_saved_model(mean_colour_model(SIZE), str(model / "saved_model"), SIZE,
+                              "regression", max_age=120)
+    shard = out / schema.shard_name("test", 2, 3)
+    offset, length = _frames(shard)[7]
+    blob = bytearray(shard.read_bytes())
+    blob[offset + 3] ^= 0x01
+    shard.write_bytes(bytes(blob))
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer.evaluate", f"--model={model}", f"--data_dir={out}",
+         "--split=test", f"--output_dir={tmp_path / 'eval'}"], cwd=REPO,
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert (f"trainer.evaluate: damaged shard: {shard} holds 7 records where stats.json lists 12 "
+            "(5 missing)") in proc.stderr
+    assert not (tmp_path / "eval" / "predictions.csv").exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import time
 
 import numpy as np
@@ -176,9 +177,13 @@ def main(argv):
     from absl import flags, logging
 
     f = flags.FLAGS
-    result = evaluate(f.model, f.data_dir, f.split, f.output_dir, batch_size=f.batch_size,
-                      tta_flip=f.tta_flip, image_size=f.image_size, worst=f.worst,
-                      blur_quantiles=f.blur_quantiles)
+    try:
+        result = evaluate(f.model, f.data_dir, f.split, f.output_dir, batch_size=f.batch_size,
+                          tta_flip=f.tta_flip, image_size=f.image_size, worst=f.worst,
+                          blur_quantiles=f.blur_quantiles)
+    except (shards.ShardError, FileNotFoundError) as e:  # bad input: its one line, no trace
+        print(f"trainer.evaluate: {e}", file=sys.stderr)
+        return 1
     o = result["overall"]
     logging.info("%s split, %d faces: MAE %.3f, RMSE %.3f, CS@5 %.3f, bias %+.3f -> %s",
                  f.split, o["count"], o["mae"], o["rmse"], o["cs@5"], o["bias"], f.output_dir)

@@ -10,8 +10,10 @@ SavedModel; a SavedModel exported before they were stored gets a centre crop wit
 before), then goes through the model's ``predict_images`` signature. A photo with an EXIF
 orientation is first turned upright as preprocessing turned it (trainer.orientation: TF's
 decoders, and so ``serving_default``, ignore EXIF). ``--tta_flip``
-averages the prediction of the image and its mirror image. Unreadable images are reported on
-stderr and skipped; the exit status is non-zero only when no image could be predicted.
+averages the prediction of the image and its mirror image. A file that cannot be predicted
+(unreadable, or over contract.limits: read size, declared pixels or aspect ratio, checked before
+decoding) is reported on stderr in one line and skipped; the exit status is non-zero only when
+no image could be predicted. File names are written as spreadsheet-safe CSV cells.
 """
 
 from __future__ import annotations
