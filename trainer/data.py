@@ -196,7 +196,8 @@ def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int
     # round-robin mixes records from different shards. Each file's records are counted as they
     # pass (shards.read_chunks) whenever stats.json lists them: a short, corrupted or foreign
     # shard is then an error naming it, every epoch, at a cost within the benchmark's noise.
-    # The interleave then hands out chunks of one file's records: 1/32 of the elements to pass.
+    # The interleave then hands out chunks of 32 records of one file (1/32 of the elements to
+    # pass it); the record shuffle below mixes chunks of different files again.
     checked = all(n >= 0 for n in counts)
     ds = ds.interleave(
         lambda f, n: shards.read_chunks(f, n, _READ_BUFFER_BYTES, checked),
