@@ -1,6 +1,7 @@
 """trainer.data: tiny TFRecord shards written with preprocessing.schema.encode, read back."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -51,11 +52,23 @@ def _age_of(name: bytes) -> float:
     return 2.5 * _index(name) + 0.7
 
 
+def _write_stats(out_dir, layout, size=SIZE):
+    """stats.json for shards written by _write_split: layout = {split: (shards, per_shard)}."""
+    splits = {}
+    for split, (num_shards, per_shard) in layout.items():
+        paths = [out_dir / schema.shard_name(split, i, num_shards) for i in range(num_shards)]
+        splits[split] = {"count": num_shards * per_shard, "num_shards": num_shards,
+                         "shard_lengths": [per_shard] * num_shards,
+                         "num_bytes": sum(p.stat().st_size for p in paths)}
+    (out_dir / schema.STATS_FILE).write_text(json.dumps({"image_size": size, "splits": splits}))
+
+
 @pytest.fixture(scope="module")
 def out_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("records")
     _write_split(out, "train", NUM_SHARDS, PER_SHARD)
     _write_split(out, "validation", 1, 5)
+    _write_stats(out, {"train": (NUM_SHARDS, PER_SHARD), "validation": (1, 5)})
     return out
 
 

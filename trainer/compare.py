@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import tensorflow as tf
 
-from trainer import files, metrics, plots, report
+from trainer import files, metrics, plots, report, spreadsheet
 
 # Paths and bookkeeping that differ between any two runs without changing what was trained.
 _IGNORED_CONFIG = {"data_dir", "model_dir", "checkpoint_dir", "tensorboard_dir", "verbose",
@@ -161,7 +161,7 @@ def compare(run_dirs: list[str], output_dir: str, split: str = "test") -> pd.Dat
     base = output_dir.rstrip("/")
     info = {"runs": ", ".join(r.path for r in runs), "split": split}
     buf = io.StringIO()
-    table.to_csv(buf, index=False)
+    spreadsheet.safe_frame(table).to_csv(buf, index=False)  # run names are the user's text
     files.write_bytes(f"{base}/compare.csv", buf.getvalue().encode("utf-8"))
     report.write_report(base, title="Run comparison", info=info, sections=sections, pngs=pngs,
                         name="compare")

@@ -16,7 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from contract import limits
 from preprocessing import schema
+from trainer import shards
 from trainer.augment import AugmentConfig, augment_batch
 
 # Keys of the metadata dict produced with with_metadata=True (extra columns are added by name).
@@ -30,7 +32,16 @@ _READ_BUFFER_BYTES = 1 << 20  # 1 MiB per reader: fewer, larger reads from a buc
 
 
 def list_files(data_dir: str, split: str) -> list[str]:
-    """The shards of `split` under `data_dir` (local or gs://), sorted."""
+    """The shards of `split` under `data_dir` (local or gs://), sorted, checked against
+    stats.json (shards.check_files: none missing or foreign, sizes as listed)."""
+    return checked_files(data_dir, split)[0]
+
+
+def checked_files(data_dir: str, split: str, stats: dict | None = None
+                  ) -> tuple[list[str], list[int]]:
+    """(sorted shard paths, records stats.json lists per shard or -1); ShardError when the
+    files disagree with stats.json. stats.json is required: it is written last, so an output
+    without it is incomplete (preprocessing.metadata.publish)."""
     pattern = schema.SHARD_GLOB.format(split=split)
     path = data_dir.rstrip("/") + "/" + pattern
     try:
@@ -44,17 +55,41 @@ def list_files(data_dir: str, split: str) -> list[str]:
         raise FileNotFoundError(
             f"no {split!r} shards in {data_dir!r}: nothing matches the pattern {pattern!r} "
             f"({path}); {hint}")
-    return sorted(files)
+    files = sorted(files)
+    stats = schema.load_stats(data_dir) if stats is None else stats
+    return files, shards.check_files(data_dir, split, files, stats)
 
 
-def decode_image(encoded, image_size: int):
+def decode_image(encoded, image_size: int, stored_size: int = 0, name=""):
     """JPEG bytes -> uint8 [image_size, image_size, 3].
 
-    Preprocessing already resized every record to the configured size, so the resize only runs
-    (inside a tf.cond) when a data set was written at a different size than the trainer asks for.
-    The image stays uint8 until augmentation has resampled it: a quarter of the bytes to move.
+    The JPEG header is checked before decoding, so memory stays bounded whatever a record
+    holds: it must be stored_size square (stats.json's image_size) when that is known, else
+    within contract.limits. Preprocessing wrote every record at stored_size, so the resize only
+    runs when the trainer asks for another size (or, when stored_size is unknown, inside a
+    tf.cond for images of another size). The image stays uint8 until augmentation has resampled
+    it: a quarter of the bytes to move.
     """
-    image = tf.io.decode_jpeg(encoded, channels=3)
+    header = tf.io.extract_jpeg_shape(encoded, output_type=tf.int64)
+    height, width = header[0], header[1]
+    if stored_size:
+        ok = tf.reduce_all(tf.equal(header[:2], stored_size))
+        rule = f"the records are {stored_size}x{stored_size} ({schema.STATS_FILE} image_size)"
+    else:
+        ok = tf.logical_and(height * width <= limits.MAX_PIXELS, tf.maximum(height, width)
+                            <= tf.cast(limits.MAX_ASPECT_RATIO, tf.int64)
+                            * tf.minimum(height, width))
+        rule = (f"limits: {limits.MAX_PIXELS} pixels, aspect ratio "
+                f"{limits.MAX_ASPECT_RATIO:g}")
+    # The raw op with raw parts, joined only if it fails (shards.clean_error): the wrapper
+    # tf.debugging.Assert adds a cond per image, which cost a tenth of the pipeline's CPU time.
+    check = tf.raw_ops.Assert(condition=ok, data=[shards.BAD_RECORD, name,
+                                                  "its JPEG header declares", width, "x", height,
+                                                  "pixels (width x height);", rule])
+    with tf.control_dependencies([check]):
+        image = tf.io.decode_jpeg(encoded, channels=3)
+    if stored_size == image_size:  # the size is known to match: no per-image test at all
+        return tf.ensure_shape(image, [image_size, image_size, 3])
     shape = tf.shape(image)
     image = tf.cond(
         tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size)),
@@ -86,11 +121,13 @@ def lookup_weights(age, table):
 
 
 def to_batch(features, *, image_size: int, age_weights=None,
-             extra_columns: Sequence[str] = (), with_metadata: bool = False):
+             extra_columns: Sequence[str] = (), with_metadata: bool = False,
+             stored_size: int = 0):
     """A parsed batch (schema.parse of [B] records) -> (uint8 images [B,S,S,3], ages [B],
-    weights [B] | meta dict)."""
+    weights [B] | meta dict). stored_size: see decode_image."""
     # JPEG decoding takes one image at a time.
-    image = tf.map_fn(lambda e: decode_image(e, image_size), features[schema.IMAGE],
+    image = tf.map_fn(lambda e: decode_image(e[0], image_size, stored_size, e[1]),
+                      (features[schema.IMAGE], features[schema.FILENAME]),
                       fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
     age = tf.cast(features[schema.AGE], tf.float32)
     if with_metadata:
@@ -129,7 +166,9 @@ def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int
     _check_args(batch_size=batch_size, image_size=image_size, shuffle_buffer=shuffle_buffer,
                 repeat=repeat, extra_columns=extra_columns)
     table = None if age_weights is None else check_age_weights(age_weights)
-    files = list_files(data_dir, split)
+    stats = schema.load_stats(data_dir)
+    files, counts = checked_files(data_dir, split, stats)
+    stored_size = int(stats.get("image_size") or 0)
     num_pipelines, pipeline_id = 1, 0
     if input_context is not None:
         num_pipelines = input_context.num_input_pipelines
@@ -142,7 +181,7 @@ def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int
     # Every pipeline draws different shuffles and augmentations but repeats across runs.
     base_seed = tf.constant([seed, pipeline_id], tf.int64)
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds = tf.data.Dataset.from_tensor_slices((files, counts))
     # Shard by FILE before anything reorders the list: the sorted list is identical on every
     # worker, so the shards are disjoint and together cover every file, and no worker reads (and
     # discards) the others' records as sharding after the interleave would.
@@ -154,10 +193,16 @@ def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int
         ds = ds.shuffle(len(files), seed=seed + 1_000_003 * pipeline_id,
                         reshuffle_each_iteration=True)
     # Read several files at once: parallel I/O hides read latency (especially on gs://) and the
-    # round-robin mixes records from different shards.
+    # round-robin mixes records from different shards. Each file's records are counted as they
+    # pass (shards.read_chunks) whenever stats.json lists them: a short, corrupted or foreign
+    # shard is then an error naming it, every epoch, at a cost within the benchmark's noise.
+    # The interleave then hands out chunks of 32 records of one file (1/32 of the elements to
+    # pass it); the record shuffle below mixes chunks of different files again.
+    checked = all(n >= 0 for n in counts)
     ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, buffer_size=_READ_BUFFER_BYTES),
+        lambda f, n: shards.read_chunks(f, n, _READ_BUFFER_BYTES, checked),
         cycle_length=min(_CYCLE_LENGTH, len(files)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.unbatch()
     # Cache the ENCODED records, before shuffle/repeat/decode: JPEG bytes are ~10x smaller than
     # decoded images, and every epoch must still get a fresh shuffle and fresh augmentation.
     if cache:
@@ -176,7 +221,8 @@ def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int
     def parse_and_decode(serialized):
         features = schema.parse(serialized, extra_columns)
         return to_batch(features, image_size=image_size, age_weights=table,
-                        extra_columns=extra_columns, with_metadata=with_metadata)
+                        extra_columns=extra_columns, with_metadata=with_metadata,
+                        stored_size=stored_size)
 
     # Batch the encoded records, then parse and decode whole batches, several in parallel:
     # parse_example over a batch cost 0.014 CPU-ms per record where parse_single_example cost

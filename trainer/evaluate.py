@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import time
 
 import numpy as np
@@ -22,7 +23,7 @@ import pandas as pd
 import tensorflow as tf
 
 from preprocessing import schema
-from trainer import data, files, framing, metrics, report
+from trainer import data, files, framing, metrics, report, shards, spreadsheet
 from trainer.predict import load_predict_fn, locate_model, predict_batch
 
 PREDICTIONS_CSV = "predictions.csv"
@@ -66,7 +67,7 @@ def predict_split(predict_fn, data_dir: str, split: str, *, batch_size: int, ima
     columns = {k: [] for k in ("id", "file", "true_age", "predicted_age", "blur", "brightness",
                                *extra_columns)}
     keeper = _WorstKeeper(worst)
-    for images, ages, meta in ds:
+    for images, ages, meta in _checked(ds):
         pred = predict_batch(predict_fn, images, tta_flip)
         true = ages.numpy().astype(np.float64)
         keeper.add(np.abs(pred - true), images.numpy(), len(columns["id"]))
@@ -82,6 +83,22 @@ def predict_split(predict_fn, data_dir: str, split: str, *, batch_size: int, ima
     if frame.empty:
         raise ValueError(f"split {split!r} of {data_dir!r} holds no records to evaluate")
     return frame, keeper.images, keeper.rows
+
+
+def _checked(ds):
+    """Iterates `ds`, turning a damaged shard or record found inside tf.data into ShardError's
+    one line (the file and what is wrong) instead of TF's op trace."""
+    iterator = iter(ds)
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            message = shards.clean_error(e)
+            if message is None:
+                raise
+            raise shards.ShardError(message) from None
 
 
 def read_history(model_dir: str | None) -> pd.DataFrame | None:
@@ -119,6 +136,11 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
         predict_fn, data_dir, split, batch_size=batch_size, image_size=image_size,
         extra_columns=extra_columns, tta_flip=tta_flip, worst=worst)
     seconds = time.time() - started
+    listed = ((stats.get("splits") or {}).get(split) or {}).get("count")
+    if listed is not None and len(frame) != int(listed):  # the files' own counts were unknown
+        raise shards.ShardError(
+            f"{shards.DAMAGED}: the {split!r} shards in {data_dir!r} hold {len(frame)} records "
+            f"where {schema.STATS_FILE} lists {listed}: a shard is truncated or replaced")
     # Records are fed as they are, so a model serving another framing than the records' cannot
     # show it in the numbers: say so in the report instead.
     resize, margin = framing.read_framing(predict_fn.keep_alive)
@@ -137,7 +159,8 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
 
     base = output_dir.rstrip("/")
     buf = io.StringIO()
-    frame.to_csv(buf, index=False, float_format="%.4f")
+    # File names and labels are the user's text: no cell may run as a spreadsheet formula.
+    spreadsheet.safe_frame(frame).to_csv(buf, index=False, float_format="%.4f")
     files.write_bytes(f"{base}/{PREDICTIONS_CSV}", buf.getvalue().encode("utf-8"))
     files.write_bytes(f"{base}/{METRICS_JSON}",
                       json.dumps(result, indent=2, allow_nan=False).encode("utf-8"))
@@ -154,9 +177,13 @@ def main(argv):
     from absl import flags, logging
 
     f = flags.FLAGS
-    result = evaluate(f.model, f.data_dir, f.split, f.output_dir, batch_size=f.batch_size,
-                      tta_flip=f.tta_flip, image_size=f.image_size, worst=f.worst,
-                      blur_quantiles=f.blur_quantiles)
+    try:
+        result = evaluate(f.model, f.data_dir, f.split, f.output_dir, batch_size=f.batch_size,
+                          tta_flip=f.tta_flip, image_size=f.image_size, worst=f.worst,
+                          blur_quantiles=f.blur_quantiles)
+    except (shards.ShardError, FileNotFoundError) as e:  # bad input: its one line, no trace
+        print(f"trainer.evaluate: {e}", file=sys.stderr)
+        return 1
     o = result["overall"]
     logging.info("%s split, %d faces: MAE %.3f, RMSE %.3f, CS@5 %.3f, bias %+.3f -> %s",
                  f.split, o["count"], o["mae"], o["rmse"], o["cs@5"], o["bias"], f.output_dir)

@@ -1,4 +1,5 @@
-"""EXIF orientation for the project's own clients (trainer.predict, deploy.serving). PIL only.
+"""Photo bytes the SavedModel frames as preprocessing framed them, for the project's own clients
+(trainer.predict, deploy.serving). PIL only.
 
 Preprocessing applies each photo's EXIF orientation before framing it
 (``preprocessing.images.decode`` calls ``ImageOps.exif_transpose``), so a phone photo stored
@@ -10,6 +11,11 @@ mirrors preprocessing), others are decoded *with preprocessing's own decode*, so
 and mirroring are exactly the ones the training records got, and re-encoded as lossless PNG,
 which serving_default decodes without changing a pixel.
 
+``model_bytes`` (trainer.predict) adds what preprocessing also does before decoding: the
+header's declared size is checked against ``contract.limits`` first, so a few hundred bytes
+declaring gigapixels (or a 1 x N strip that framing would scale N times) cost a header read,
+and formats Pillow reads but serving_default does not (TIFF, WebP, ...) are re-encoded as PNG.
+
 No TensorFlow import here: the Vertex AI predict client should not need it.
 """
 
@@ -17,14 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 
 from PIL import Image
 
-from preprocessing import images
+from contract import limits
+from preprocessing import images, reasons
 
 EXIF_ORIENTATION = 0x0112
 # preprocessing's --max_pixels default: a larger photo would not have become a record either.
-MAX_PIXELS = images.ImageConfig.max_pixels
+MAX_PIXELS = limits.MAX_PIXELS
+# What serving_default's decode reads (trainer.framing.decode), as Pillow names the formats.
+SERVED_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
 
 
 def exif_orientation(data: bytes) -> int:
@@ -52,8 +62,46 @@ def oriented_bytes(data: bytes, draft_size: int | None = None,
     """
     if exif_orientation(data) == 1:
         return data
+    return _upright_png(data, draft_size, max_pixels)
+
+
+def _upright_png(data: bytes, draft_size: int | None, max_pixels: int) -> bytes:
     # to_rgb composites transparency onto white exactly as serving_default's PNG decode would.
     upright = images.to_rgb(images.decode(data, max_pixels, draft_size=draft_size))
     out = io.BytesIO()
     upright.save(out, format="PNG")  # lossless; default compression keeps requests small
     return out.getvalue()
+
+
+def model_bytes(data: bytes, draft_size: int | None = None, *, max_pixels: int = MAX_PIXELS,
+                max_aspect_ratio: float = limits.MAX_ASPECT_RATIO) -> bytes:
+    """Bytes serving_default frames as preprocessing framed this photo, checked before decoding.
+
+    The header alone is read first: a format Pillow cannot read, or a declared size over
+    ``max_pixels`` or ``max_aspect_ratio`` (contract.limits.size_problem), raises
+    ``preprocessing.images.ImageError`` with a one-line reason and nothing is decoded. Then as
+    ``oriented_bytes``, except that formats serving_default does not decode become PNG too.
+    """
+    if not data:
+        raise images.ImageError(reasons.EMPTY_FILE, "the file has 0 bytes")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as header:  # lazy: parses the header only
+                kind, (width, height) = header.format, header.size
+        except Image.DecompressionBombError as e:  # Pillow's own limit, above ours
+            raise images.ImageError(reasons.TOO_MANY_PIXELS, str(e)) from None
+        except Exception:  # noqa: BLE001 - any header Pillow cannot parse is the same refusal
+            raise images.ImageError(reasons.UNREADABLE_IMAGE,
+                                    f"not an image format Pillow can read ({len(data)} bytes)"
+                                    ) from None
+    if width <= 0 or height <= 0:
+        raise images.ImageError(reasons.ZERO_SIZE_IMAGE, f"header declares {width}x{height}")
+    problem = limits.size_problem(width, height, max_pixels=max_pixels,
+                                  max_aspect_ratio=max_aspect_ratio)
+    if problem:
+        raise images.ImageError(reasons.TOO_MANY_PIXELS if problem[0] == limits.PIXELS
+                                else limits.ASPECT, f"refused before decoding: {problem[1]}")
+    if kind in SERVED_FORMATS and exif_orientation(data) == 1:
+        return data
+    return _upright_png(data, draft_size, max_pixels)

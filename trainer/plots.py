@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 from trainer import metrics
@@ -23,6 +24,10 @@ _TRAIN, _VAL = "#1f77b4", "#d62728"
 
 
 def _png(fig: Figure) -> bytes:
+    # Run names, labels and file names are the user's text, and matplotlib would read a "$" in
+    # them as mathtext (crashing on "a$^$b", mangling "$5 to $10"): every text is shown as typed.
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
     return buf.getvalue()

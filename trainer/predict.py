@@ -10,18 +10,24 @@ SavedModel; a SavedModel exported before they were stored gets a centre crop wit
 before), then goes through the model's ``predict_images`` signature. A photo with an EXIF
 orientation is first turned upright as preprocessing turned it (trainer.orientation: TF's
 decoders, and so ``serving_default``, ignore EXIF). ``--tta_flip``
-averages the prediction of the image and its mirror image. Unreadable images are reported on
-stderr and skipped; the exit status is non-zero only when no image could be predicted.
+averages the prediction of the image and its mirror image. A file that cannot be predicted
+(unreadable, or over contract.limits: read size, declared pixels or aspect ratio, checked before
+decoding) is reported on stderr in one line and skipped; the exit status is non-zero only when
+no image could be predicted. File names are written as spreadsheet-safe CSV cells.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 from absl import app, flags
+
+from contract import limits
+from trainer import spreadsheet
 
 SAVED_MODEL_SUBDIR = "saved_model"
 PREDICT_SIGNATURE = "predict_images"
@@ -93,27 +99,63 @@ def predict_batch(predict_fn, images, tta_flip: bool = False) -> np.ndarray:
     return pred
 
 
+def read_bounded(path: str, max_bytes: int = limits.MAX_READ_BYTES) -> bytes:
+    """A whole image file, refused (ValueError) when larger than max_bytes or, locally, when not
+    a regular file (a FIFO would hang the read, a device never end)."""
+    import tensorflow as tf
+
+    if "://" not in path and os.path.exists(path) and not os.path.isfile(path):
+        raise ValueError("not a regular file")
+    too_large = ValueError(f"larger than the {max_bytes}-byte read limit (contract.limits."
+                           "MAX_READ_BYTES)")
+    if tf.io.gfile.stat(path).length > max_bytes:  # refused unread...
+        raise too_large
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read(max_bytes + 1)  # ...and bounded if it grew since
+    if len(data) > max_bytes:
+        raise too_large
+    return data
+
+
 def read_images(paths, image_size: int, resize: str = "crop", margin: float = 0.0):
-    """(framed float32 [N, S, S, 3], readable paths, {path: error}) for a list of files."""
+    """(framed float32 [N, S, S, 3], readable paths, {path: one-line reason}) for files.
+
+    Memory stays bounded whatever a file holds: a bounded read, then the header's declared size
+    against contract.limits before anything is decoded (orientation.model_bytes).
+    """
     import tensorflow as tf
 
     from trainer.framing import decode_and_frame, draft_size
-    from trainer.orientation import oriented_bytes
+    from trainer.orientation import model_bytes
 
     images, ok, errors = [], [], {}
     draft = draft_size(image_size, margin)
     for path in paths:
         try:
-            with tf.io.gfile.GFile(path, "rb") as f:
-                # Upright first (TF ignores EXIF; preprocessing applied it), then the very
-                # framing serving_default traces: sideways phone photos predict as they trained.
-                data = oriented_bytes(f.read(), draft)
-            images.append(decode_and_frame(data, image_size, resize, margin).numpy())
-            ok.append(path)
+            data = read_bounded(path)
+        except tf.errors.NotFoundError:
+            errors[path] = "no such file"
+            continue
         except (tf.errors.OpError, OSError, ValueError) as e:
-            errors[path] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            errors[path] = f"the file cannot be read: {_one_line(e)}"
+            continue
+        try:
+            # Upright first (TF ignores EXIF; preprocessing applied it), then the very
+            # framing serving_default traces: sideways phone photos predict as they trained.
+            images.append(decode_and_frame(model_bytes(data, draft), image_size, resize,
+                                           margin).numpy())
+            ok.append(path)
+        except tf.errors.OpError:  # the header was fine: the pixel data is not
+            errors[path] = "the image data could not be decoded (truncated or corrupt file)"
+        except (OSError, ValueError) as e:
+            errors[path] = _one_line(e)
     stacked = np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.float32)
     return stacked, ok, errors
+
+
+def _one_line(error: Exception) -> str:
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def predict_ages(loaded, images: np.ndarray, tta_flip: bool = False,
@@ -146,7 +188,7 @@ def main(argv):
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["file", "age"])
     for path, age in zip(ok, ages, strict=True):
-        writer.writerow([path, f"{float(age):.2f}"])
+        writer.writerow([spreadsheet.safe_cell(path), f"{float(age):.2f}"])
     if not ok:
         print(f"none of the {len(paths)} image(s) could be read", file=sys.stderr)
         return 1
