@@ -4,8 +4,8 @@
 
 Exports a randomly initialised model once, then for each input starts a fresh process that
 loads the SavedModel, sends the file through ``serving_default`` and reports its peak RSS
-(VmHWM: ru_maxrss would report the launching process's peak, which Linux carries
-across fork and exec) and the outcome. Inputs: a normal 200x200 face (the baseline), a 12 MP phone-sized
+(VmHWM: ru_maxrss would report the launching process's peak, which Linux carries across fork
+and exec) and the outcome. Inputs: a normal 200x200 face (the baseline), a 12 MP phone-sized
 JPEG, the largest PNG the serving limit accepts, and the hostile PNGs of
 deploy.serving_runtime_check (refused in the graph before any decode). Goal: every input at or
 below 1.5x the normal face's peak.
