@@ -7,7 +7,7 @@ DEMO_DIR ?= demo_out
 UTKFACE ?= ../shared/data/utkface
 
 .PHONY: venv demo test test-fast lint bench bench-preprocess bench-input bench-train bench-export \
-	bench-quality bench-faults bench-scaling clean
+	bench-quality bench-faults bench-scaling bench-serving-memory check-serving clean
 
 venv: $(STAMP)
 
@@ -55,3 +55,23 @@ bench-quality: $(STAMP)
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache *.egg-info
+
+# The export against the serving runtime's own TensorFlow (not part of `make test`: it installs
+# a second TF). SERVING_TF=2.19.1 checks the TensorFlow inside the pinned TF Serving image.
+SERVING_TF ?= 2.15.1
+SERVING_VENV ?= .venv-serving
+SERVING_DIR ?= bench_out/serving_check
+
+$(SERVING_VENV)/.tf-$(SERVING_TF):
+	$(PYTHON) -m venv $(SERVING_VENV)
+	$(SERVING_VENV)/bin/pip install --quiet --upgrade pip
+	$(SERVING_VENV)/bin/pip install --quiet "tensorflow-cpu==$(SERVING_TF)"
+	touch $@
+
+check-serving: $(STAMP) $(SERVING_VENV)/.tf-$(SERVING_TF)
+	rm -rf $(SERVING_DIR)
+	$(PY) -m deploy.serving_runtime_check export --dir=$(SERVING_DIR)
+	PYTHONPATH=. $(SERVING_VENV)/bin/python -m deploy.serving_runtime_check check --dir=$(SERVING_DIR)
+
+bench-serving-memory: $(STAMP)
+	$(PY) -m bench.serving_memory

@@ -26,3 +26,7 @@ def size_problem(width: int, height: int, *, max_pixels: int = MAX_PIXELS,
         return ASPECT, (f"{width}x{height} has aspect ratio {long / short:.1f} > "
                         f"max_aspect_ratio {max_aspect_ratio:g}")
     return None
+
+# The SavedModel's serving_default decodes on a shared server, where a PNG costs about
+# 20 bytes per pixel while it is decoded and framed: a lower bound than preprocessing's.
+SERVING_MAX_PIXELS = 16_000_000

@@ -35,8 +35,15 @@ MODEL = flags.DEFINE_string("model", None, "deploy: an already uploaded model (I
 ENDPOINT = flags.DEFINE_string("endpoint", None, "An existing endpoint (ID or resource name).")
 ENDPOINT_ID = flags.DEFINE_string("endpoint_id", None, "ID of a new endpoint; default "
                                   "face-age-TIME.")
+SERVING_CONTAINER = flags.DEFINE_enum(
+    "serving_container", "tf_serving", serving.CONTAINERS,
+    "tf_serving: the official TensorFlow Serving image as a custom container (the SavedModel "
+    "goes to ARTIFACT_URI/1/); prebuilt: Vertex's prebuilt TF image (stops at TF 2.15, "
+    "retiring).")
 SERVING_IMAGE = flags.DEFINE_string(
-    "serving_image", None, "Serving container; default the prebuilt TF image for --region.")
+    "serving_image", None, "Serving image; default REGION-docker.pkg.dev/PROJECT/face-age/"
+    f"tf-serving:{serving.TF_SERVING_VERSION}[-gpu] (tf_serving) or the prebuilt TF image for "
+    "--region (prebuilt).")
 SERVING_TF_VERSION = flags.DEFINE_string(
     "serving_tf_version", serving.DEFAULT_SERVING_TF, "TF version of the prebuilt image.")
 DEFAULT_MACHINE_TYPE = "n1-standard-4"  # --machine_type itself lives in deploy.flags (shared)
@@ -64,12 +71,19 @@ def _send(request, method: str, client_kind: str, dry_run: list | None):
 
 def upload(project, region, stamp, dry_run) -> str:
     artifact_uri = gcs.require_gs(ARTIFACT_URI.value, "artifact_uri", "Vertex AI")
-    image = SERVING_IMAGE.value or serving.serving_image(
-        region, SERVING_TF_VERSION.value, gpu=bool(common.ACCELERATOR_TYPE.value))
+    container, gpu = SERVING_CONTAINER.value, bool(common.ACCELERATOR_TYPE.value)
+    image = SERVING_IMAGE.value or (
+        serving.tf_serving_image(project, region, gpu) if container == "tf_serving" else
+        serving.serving_image(region, SERVING_TF_VERSION.value, gpu=gpu))
     request = serving.upload_model_request(project, region, MODEL_ID.value or stamp,
-                                           artifact_uri, image)
+                                           artifact_uri, image, container=container)
+    # TF Serving reads ARTIFACT_URI/1/; the prebuilt image reads ARTIFACT_URI itself.
+    versioned = container == "tf_serving"
     if UPLOAD_FROM.value and dry_run is None:
-        gcs.upload_dir(UPLOAD_FROM.value, artifact_uri)
+        gcs.upload_dir(UPLOAD_FROM.value, gcs.join(artifact_uri, serving.MODEL_VERSION)
+                       if versioned else artifact_uri)
+    elif dry_run is None and versioned:
+        print(serving.versioned_layout(artifact_uri), file=sys.stderr)
     elif dry_run is None and not gcs.exists(gcs.join(artifact_uri, "saved_model.pb")):
         raise ValueError(f"--artifact_uri={artifact_uri}: no saved_model.pb there (point it at "
                          "the trainer's MODEL_DIR/saved_model)")

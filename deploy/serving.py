@@ -3,6 +3,16 @@
 Pure builders used by ``deploy.serve``: the same objects are sent for real or printed by
 ``--dry_run``, so the tests check exactly what Vertex AI would receive.
 
+Containers. ``tf_serving`` (the default) runs the official TensorFlow Serving image, pinned to
+``TF_SERVING_VERSION``, as a Vertex AI custom container: Vertex's prebuilt TF prediction images
+stop at TF 2.15 and are being retired, while TF Serving keeps following TensorFlow. Vertex copies
+the Model's ``artifact_uri`` and passes the copy as ``$(AIP_STORAGE_URI)``, which becomes
+``--model_base_path``; TF Serving serves the highest numbered folder below it, so the SavedModel
+must sit in ``<artifact_uri>/1/`` (``deploy.serve`` puts it there, see ``versioned_layout``).
+Vertex pulls custom containers from Artifact Registry only, so the image is a copy of
+``tensorflow/serving:<version>`` in the project's repository. ``prebuilt`` keeps the prebuilt
+image, which loads ``saved_model.pb`` from the artifact folder itself.
+
 Request format. The exported SavedModel's ``serving_default`` signature takes one named input,
 ``image_bytes``: a batch of encoded JPEG/PNG strings. TF Serving's REST "row" format (which the
 prebuilt Vertex AI TensorFlow container speaks) sends one JSON object per instance keyed by input
@@ -29,6 +39,11 @@ from trainer.orientation import oriented_bytes
 INPUT_NAME = "image_bytes"
 # The newest TensorFlow prediction image the aiplatform SDK lists (constants/prediction.py).
 DEFAULT_SERVING_TF = "2.15"
+CONTAINERS = ("tf_serving", "prebuilt")
+TF_SERVING_VERSION = "2.19.1"  # tensorflow/serving release (TensorFlow 2.19 inside)
+TF_SERVING_MODEL = "face_age"  # --model_name: part of TF Serving's REST routes
+TF_SERVING_REST_PORT = 8501
+MODEL_VERSION = "1"  # the folder TF Serving expects under --model_base_path
 # Vertex AI rejects online prediction requests above 1.5 MB; stay a little below it.
 MAX_REQUEST_BYTES = 1_400_000
 _MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
@@ -41,6 +56,61 @@ def serving_image(region: str, tf_version: str = DEFAULT_SERVING_TF, gpu: bool =
         "asia" if region.startswith(("asia", "australia", "me-")) else "us"
     return (f"{prefix}-docker.pkg.dev/vertex-ai/prediction/tf2-{'gpu' if gpu else 'cpu'}."
             f"{tf_version.replace('.', '-')}:latest")
+
+
+def tf_serving_image(project: str, region: str, gpu: bool = False,
+                     repository: str = "face-age") -> str:
+    """Where the pinned tensorflow/serving image is mirrored in the project's Artifact Registry."""
+    return (f"{region}-docker.pkg.dev/{project}/{repository}/tf-serving:{TF_SERVING_VERSION}"
+            f"{'-gpu' if gpu else ''}")
+
+
+def container_spec(container: str, image_uri: str):
+    """The Model's containerSpec: the prebuilt image as it is, or TF Serving told where
+    everything is (Vertex's probes and requests go to the first port)."""
+    from google.cloud import aiplatform_v1 as v1
+
+    if container == "prebuilt":
+        return v1.ModelContainerSpec(image_uri=image_uri)
+    if container != "tf_serving":
+        raise ValueError(f"--serving_container={container!r}: must be one of "
+                         f"{', '.join(CONTAINERS)}")
+    return v1.ModelContainerSpec(
+        image_uri=image_uri,
+        # The binary itself: the image's entrypoint script reads MODEL_BASE_PATH/MODEL_NAME
+        # and appends the model name to the path. Vertex expands $(AIP_STORAGE_URI).
+        command=["/usr/bin/tensorflow_model_server"],
+        args=[f"--model_name={TF_SERVING_MODEL}", "--model_base_path=$(AIP_STORAGE_URI)",
+              f"--rest_api_port={TF_SERVING_REST_PORT}", "--port=8500"],
+        ports=[v1.Port(container_port=TF_SERVING_REST_PORT)],
+        predict_route=f"/v1/models/{TF_SERVING_MODEL}:predict",
+        # 200 once a version is loaded, an error status before: Vertex's readiness check.
+        health_route=f"/v1/models/{TF_SERVING_MODEL}")
+
+
+def versioned_layout(artifact_uri: str, gcs_client=None) -> str:
+    """Makes ``<artifact_uri>/1/`` hold the SavedModel for TF Serving; returns what it did.
+
+    The trainer writes ``MODEL_DIR/saved_model/saved_model.pb``: its objects are copied
+    (server-side) to ``saved_model/1/``, and the prebuilt image can still use the folder.
+    """
+    client = gcs_client or gcs.client()
+    version = gcs.join(artifact_uri, MODEL_VERSION)
+    if gcs.exists(gcs.join(version, "saved_model.pb"), client):
+        return f"{version}/ holds the SavedModel already"
+    if not gcs.exists(gcs.join(artifact_uri, "saved_model.pb"), client):
+        raise ValueError(f"--artifact_uri={artifact_uri}: no saved_model.pb there or in "
+                         f"{MODEL_VERSION}/ (point it at the trainer's MODEL_DIR/saved_model)")
+    bucket_name, prefix = gcs.parse(artifact_uri)
+    bucket = client.bucket(bucket_name)
+    prefix = prefix.rstrip("/") + "/"
+    copied = 0
+    for blob in client.list_blobs(bucket_name, prefix=prefix):
+        relative = blob.name[len(prefix):]
+        if relative.split("/", 1)[0] != MODEL_VERSION:
+            bucket.copy_blob(blob, bucket, prefix + MODEL_VERSION + "/" + relative)
+            copied += 1
+    return f"copied {copied} object(s) to {version}/ (TF Serving's version folder)"
 
 
 def resource_name(kind: str, value: str, project: str, region: str) -> str:
@@ -61,7 +131,7 @@ def check_resource_id(value: str, flag: str) -> str:
 
 
 def upload_model_request(project: str, region: str, model_id: str, artifact_uri: str,
-                         image_uri: str, display_name: str = ""):
+                         image_uri: str, display_name: str = "", container: str = "prebuilt"):
     from google.cloud import aiplatform_v1 as v1
 
     gcs.require_gs(artifact_uri, "artifact_uri", "Vertex AI")
@@ -69,7 +139,7 @@ def upload_model_request(project: str, region: str, model_id: str, artifact_uri:
     return v1.UploadModelRequest(
         parent=f"projects/{project}/locations/{region}", model_id=model_id,
         model=v1.Model(display_name=display_name or model_id, artifact_uri=artifact_uri,
-                       container_spec=v1.ModelContainerSpec(image_uri=image_uri)))
+                       container_spec=container_spec(container, image_uri)))
 
 
 def create_endpoint_request(project: str, region: str, endpoint_id: str, display_name: str = ""):
@@ -89,7 +159,8 @@ def deploy_model_request(endpoint: str, model: str, hardware: machines.Hardware,
     from deploy.specs import machine_spec
 
     if hardware.kind == "tpu":
-        raise ValueError("--machine_type: TPU serving is not supported by the prebuilt TF image")
+        raise ValueError("--machine_type: TPU serving is not supported (TF Serving and the "
+                         "prebuilt TF image run on CPU or GPU machines)")
     if min_replicas < 1:
         raise ValueError(f"--min_replicas={min_replicas}: must be >= 1")
     if max_replicas < min_replicas:

@@ -33,6 +33,7 @@ def serve_cli(*args):
 
 def test_deploy_dry_run_prints_upload_endpoint_and_deployment(tmp_path):
     proc = serve_cli("deploy", "--project=my-proj", "--region=europe-west4",
+                     "--serving_container=prebuilt",
                      "--artifact_uri=gs://my-bucket/face-age/run1/model/saved_model",
                      "--model_id=age-v1", "--endpoint_id=age", "--machine_type=n1-standard-4",
                      "--accelerator_type=NVIDIA_TESLA_T4", "--accelerator_count=1",
@@ -63,6 +64,68 @@ def test_deploy_dry_run_prints_upload_endpoint_and_deployment(tmp_path):
                 "minReplicaCount": 1, "maxReplicaCount": 3}},
         "trafficSplit": {"0": 100}}
     assert proc.stderr.strip().endswith(f"{parent}/endpoints/age")
+
+
+@pytest.mark.parametrize("accelerator, suffix", [([], ""),
+                                                (["--accelerator_type=NVIDIA_TESLA_T4",
+                                                  "--accelerator_count=1"], "-gpu")])
+def test_tf_serving_is_the_default_custom_container(accelerator, suffix):
+    """Field by field, and parsed strictly back into the SDK's own aiplatform_v1 types."""
+    from google.cloud import aiplatform_v1 as v1
+
+    proc = serve_cli("upload", "--project=my-proj", "--region=us-central1",
+                     "--artifact_uri=gs://my-bucket/run1/model/saved_model", "--model_id=age-v2",
+                     *accelerator, "--dry_run")
+    assert proc.returncode == 0, proc.stderr
+    [upload] = json.loads(proc.stdout)
+    assert upload["method"] == "ModelServiceClient.upload_model"
+    request = v1.UploadModelRequest.from_json(json.dumps(upload["request"]))  # strict: no
+    model = request.model                                                       # unknown field
+    assert request.parent == "projects/my-proj/locations/us-central1"
+    assert model.artifact_uri == "gs://my-bucket/run1/model/saved_model"
+    spec = model.container_spec
+    assert spec.image_uri == ("us-central1-docker.pkg.dev/my-proj/face-age/tf-serving:"
+                              f"{serving.TF_SERVING_VERSION}{suffix}")
+    assert list(spec.command) == ["/usr/bin/tensorflow_model_server"]
+    # Vertex expands $(AIP_STORAGE_URI) to its copy of artifact_uri; TF Serving then loads
+    # the highest numbered version folder below it (deploy.serve puts the model in 1/).
+    assert list(spec.args) == ["--model_name=face_age", "--model_base_path=$(AIP_STORAGE_URI)",
+                               "--rest_api_port=8501", "--port=8500"]
+    assert [p.container_port for p in spec.ports] == [8501]
+    assert type(spec.ports[0]) is v1.Port
+    assert spec.predict_route == "/v1/models/face_age:predict"
+    assert spec.health_route == "/v1/models/face_age"
+    assert not spec.env and not spec.grpc_ports
+
+
+def test_a_serving_image_override_keeps_the_container_kind():
+    proc = serve_cli("upload", "--project=my-proj", "--region=us-central1",
+                     "--artifact_uri=gs://my-bucket/m", "--model_id=age-v3",
+                     "--serving_image=us-docker.pkg.dev/p/r/tfs:2.18.0", "--dry_run")
+    spec = json.loads(proc.stdout)[0]["request"]["model"]["containerSpec"]
+    assert spec["imageUri"] == "us-docker.pkg.dev/p/r/tfs:2.18.0"
+    assert spec["predictRoute"] == "/v1/models/face_age:predict"
+    proc = serve_cli("upload", "--project=my-proj", "--region=us-central1",
+                     "--artifact_uri=gs://my-bucket/m", "--serving_container=torchserve",
+                     "--dry_run")
+    assert proc.returncode == 1 and "<tf_serving|prebuilt>" in proc.stderr
+
+
+def test_versioned_layout_puts_the_trainer_export_in_version_1(gcs_bucket, tmp_path):
+    from deploy import gcs
+
+    model = tmp_path / "saved_model"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"pb")
+    (model / "variables" / "variables.index").write_bytes(b"idx")
+    uri = f"gs://{gcs_bucket}/run/model/saved_model"
+    gcs.upload_dir(model, uri)
+    assert "copied 2 object(s)" in serving.versioned_layout(uri)
+    for name in ("saved_model.pb", "variables/variables.index"):
+        assert gcs.exists(f"{uri}/1/{name}") and gcs.exists(f"{uri}/{name}")  # both layouts
+    assert "holds the SavedModel already" in serving.versioned_layout(uri)  # nothing re-copied
+    with pytest.raises(ValueError, match="no saved_model.pb there or in 1/"):
+        serving.versioned_layout(f"gs://{gcs_bucket}/elsewhere")
 
 
 def test_deploy_an_existing_model_to_an_existing_endpoint_sends_one_request():

@@ -39,6 +39,9 @@ from preprocessing.images import RESIZE_MODES
 DEFAULT_FRAMING = ("crop", 0.0)
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG"
+_GIF_MAGIC = b"GIF8"
+_BMP_MAGIC = b"BM"
+_HEADER_BYTES = 26  # every width/height read below lies in the first 26 bytes
 _DRAFT_RATIOS = (1, 2, 4, 8)  # the DCT scalings libjpeg offers, as PIL's draft() tries them
 
 
@@ -75,11 +78,12 @@ def decode(image_bytes, image_size: int, margin: float = 0.0):
                                            dct_method="INTEGER_ACCURATE"))
             for r in _DRAFT_RATIOS])
 
-    def png():
-        rgba = tf.cast(tf.io.decode_png(image_bytes, channels=4), tf.float32)
-        alpha = rgba[..., 3:] / 255.0
-        rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)  # onto white, as to_rgb does
-        return tf.cast(tf.round(rgb), tf.uint8)
+    def png():  # onto white, as to_rgb does: round((rgb * a + 255 * (255 - a)) / 255)
+        rgba = tf.io.decode_png(image_bytes, channels=4)
+        # In exact 16-bit integers (at most 255 * 255): a third of float32's memory per pixel.
+        rgb, alpha = tf.cast(rgba[..., :3], tf.uint16), tf.cast(rgba[..., 3:], tf.uint16)
+        over_white = rgb * alpha + 255 * (255 - alpha)
+        return tf.cast((over_white + 127) // 255, tf.uint8)
 
     def other():  # BMP, GIF (first frame)
         return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
@@ -90,6 +94,80 @@ def decode(image_bytes, image_size: int, margin: float = 0.0):
     return image
 
 
+def declared_size(image_bytes, gif: bool = True):
+    """(width, height) int64 from the header alone, nothing decoded; (0, 0) when the bytes are
+    no JPEG, PNG, BMP or (if ``gif``) GIF, or too short to say."""
+    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+    head = tf.io.decode_raw(tf.strings.substr(image_bytes, 0, _HEADER_BYTES), tf.uint8)
+    b = tf.cast(tf.pad(head, [[0, _HEADER_BYTES - tf.size(head)]]), tf.int64)  # short: zeros
+
+    def uint(start, count, big_endian):
+        digits = b[start:start + count] if big_endian else b[start:start + count][::-1]
+        return tf.reduce_sum(digits * (256 ** tf.range(count - 1, -1, -1, dtype=tf.int64)))
+
+    def jpeg():  # scans to the frame header; raises InvalidArgument on a broken JPEG
+        height_width = tf.cast(tf.io.extract_jpeg_shape(image_bytes)[:2], tf.int64)
+        return height_width[::-1]
+
+    def png():  # IHDR must be the first chunk: 4-byte big-endian width, then height
+        ihdr = tf.reduce_all(tf.equal(b[12:16], tf.constant(list(b"IHDR"), tf.int64)))
+        return tf.where(ihdr, tf.stack([uint(16, 4, True), uint(20, 4, True)]), 0)
+
+    def gif_screen():  # logical screen: little-endian 16-bit width, height
+        return tf.stack([uint(6, 2, False), uint(8, 2, False)])
+
+    def bmp():  # 12-byte core header: 16-bit sizes; else 32-bit, height negative = top-down
+        core = uint(14, 4, False) == 12
+        height = uint(22, 4, False)
+        height = tf.abs(tf.where(height >= 2**31, height - 2**32, height))
+        return tf.where(core, tf.stack([uint(18, 2, False), uint(20, 2, False)]),
+                        tf.stack([uint(18, 4, False), height]))
+
+    magic = tf.strings.substr(image_bytes, 0, 4)
+    cases = [(tf.strings.substr(magic, 0, 3) == _JPEG_MAGIC, jpeg), (magic == _PNG_MAGIC, png),
+             (tf.strings.substr(magic, 0, 2) == _BMP_MAGIC, bmp)]
+    if gif:
+        cases.append((magic == _GIF_MAGIC, gif_screen))
+    return tf.case(cases, default=lambda: tf.zeros([2], tf.int64), exclusive=True)
+
+
+def check_size(tensor, width, height, max_pixels: int, max_aspect_ratio: float,
+               what: str = "image_bytes", formats: str = "JPEG, PNG, GIF or BMP"):
+    """``tensor``, usable only after width x height passed contract.limits' checks: otherwise
+    InvalidArgument naming the limit (the same wording as limits.size_problem)."""
+    width, height = tf.cast(width, tf.int64), tf.cast(height, tf.int64)
+    pixels = width * height
+    short, long = tf.minimum(width, height), tf.maximum(width, height)
+    ratio = tf.cast(long, tf.float64) / tf.cast(tf.maximum(short, 1), tf.float64)
+    size = tf.strings.format("{}x{}", (width, height))
+    message = tf.case([
+        (short < 1, lambda: tf.strings.join(
+            [what, f": not a {formats} image with a positive width and height (declared ",
+             size, ")"])),
+        (pixels > max_pixels, lambda: tf.strings.join(
+            [what, ": ", size, " = ", tf.strings.as_string(pixels), " pixels > max_pixels ",
+             str(max_pixels)])),
+        (ratio > max_aspect_ratio, lambda: tf.strings.join(
+            [what, ": ", size, " has aspect ratio ", tf.strings.as_string(ratio, precision=1),
+             " > max_aspect_ratio ", f"{max_aspect_ratio:g}"]))],
+        default=lambda: tf.constant(""))
+    ok = tf.debugging.Assert(tf.equal(message, ""), [message])
+    with tf.control_dependencies([ok]):
+        return tf.identity(tensor)
+
+
+def check_declared_size(image_bytes, max_pixels: int, max_aspect_ratio: float,
+                        gif: bool = True):
+    """The bytes, gated on their header's size passing the limits: put it before a decode.
+
+    ``gif=False`` refuses GIF: its header gives the screen, not the frames, and the decode
+    holds every frame, each as large as it declares itself.
+    """
+    size = declared_size(image_bytes, gif)
+    return check_size(image_bytes, size[0], size[1], max_pixels, max_aspect_ratio,
+                      formats="JPEG, PNG, GIF or BMP" if gif else "JPEG, PNG or BMP")
+
+
 def frame(images, image_size: int, resize: str = "crop", margin: float = 0.0):
     """[H, W, 3] or [B, H, W, 3] (any dtype, 0..255) -> float32 [..., image_size, image_size, 3].
 
@@ -98,7 +176,9 @@ def frame(images, image_size: int, resize: str = "crop", margin: float = 0.0):
     side (pad) is ``image_size``, then cut the overflow evenly or centre it on black.
     """
     check(image_size, resize, margin)
-    images = tf.cast(images, tf.float32)
+    # No float copy of the full-size photo: the resize reads uint8 and writes float32.
+    if images.dtype not in (tf.uint8, tf.float32):
+        images = tf.cast(images, tf.float32)
     shape = tf.shape(images)
     height, width = shape[-3], shape[-2]
     if margin:

@@ -336,7 +336,8 @@ def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
             from trainer import export  # only needed at the end
             export.export_saved_model(model, dirs.model_dir + "/saved_model", plan.image_size,
                                       config.head, plan.max_age, resize=plan.resize,
-                                      margin=plan.margin)
+                                      margin=plan.margin,
+                                      size_limits=export.serving_limits(stats))
         _remove_backups(dirs)
         return metrics
     finally:
