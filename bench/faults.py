@@ -287,8 +287,8 @@ def case_labels(b: Bench, base: Path, model: Path) -> Row:
                                   f"--output_dir={out}/eval"]))
             if ev.code != 0:
                 row.fail(f"column {column!r} accepted by preprocessing, refused by evaluate")
-        elif "reserved" not in o.err.lower():
-            row.fail(f"column {column!r} refused without saying it is reserved")
+        elif not ("reserved" in o.err.lower() or "rename" in o.err.lower()) or o.crashed:
+            row.fail(f"column {column!r} refused without saying why or how to fix it")
     cr = _write_csv(case / "cr.csv", [["file_name", "real_age"]] + [r[:2] for r in good], "\r")
     o = row.count(b.preprocess(cr, images, case / "cr"))
     if o.code != 0 or _records(case / "cr") != len(good):
