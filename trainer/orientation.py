@@ -73,15 +73,10 @@ def _upright_png(data: bytes, draft_size: int | None, max_pixels: int) -> bytes:
     return out.getvalue()
 
 
-def model_bytes(data: bytes, draft_size: int | None = None, *, max_pixels: int = MAX_PIXELS,
-                max_aspect_ratio: float = limits.MAX_ASPECT_RATIO) -> bytes:
-    """Bytes serving_default frames as preprocessing framed this photo, checked before decoding.
-
-    The header alone is read first: a format Pillow cannot read, or a declared size over
-    ``max_pixels`` or ``max_aspect_ratio`` (contract.limits.size_problem), raises
-    ``preprocessing.images.ImageError`` with a one-line reason and nothing is decoded. Then as
-    ``oriented_bytes``, except that formats serving_default does not decode become PNG too.
-    """
+def check_header(data: bytes, *, max_pixels: int = MAX_PIXELS,
+                 max_aspect_ratio: float = limits.MAX_ASPECT_RATIO) -> str:
+    """The format Pillow names from the header alone, after checking the declared size against
+    contract.limits; raises ``preprocessing.images.ImageError`` with a one-line reason."""
     if not data:
         raise images.ImageError(reasons.EMPTY_FILE, "the file has 0 bytes")
     with warnings.catch_warnings():
@@ -102,6 +97,19 @@ def model_bytes(data: bytes, draft_size: int | None = None, *, max_pixels: int =
     if problem:
         raise images.ImageError(reasons.TOO_MANY_PIXELS if problem[0] == limits.PIXELS
                                 else limits.ASPECT, f"refused before decoding: {problem[1]}")
+    return kind
+
+
+def model_bytes(data: bytes, draft_size: int | None = None, *, max_pixels: int = MAX_PIXELS,
+                max_aspect_ratio: float = limits.MAX_ASPECT_RATIO) -> bytes:
+    """Bytes serving_default frames as preprocessing framed this photo, checked before decoding.
+
+    The header alone is read first: a format Pillow cannot read, or a declared size over
+    ``max_pixels`` or ``max_aspect_ratio`` (contract.limits.size_problem), raises
+    ``preprocessing.images.ImageError`` with a one-line reason and nothing is decoded. Then as
+    ``oriented_bytes``, except that formats serving_default does not decode become PNG too.
+    """
+    kind = check_header(data, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
     if kind in SERVED_FORMATS and exif_orientation(data) == 1:
         return data
     return _upright_png(data, draft_size, max_pixels)
