@@ -126,3 +126,48 @@ def test_cli_prints_one_line_per_face_as_csv_and_json(tmp_path, model_dir):
     assert [line[:2] for line in lines[1:]] == [[str(scene), "0"], [str(scene), "1"]]
     nothing = cli(model_dir, "--face=detect", empty)
     assert nothing.returncode == 1 and "gave a face" in nothing.stderr
+
+
+def test_serve_predict_sends_each_face_crop_and_prints_one_line_per_face(
+        tmp_path, monkeypatch, capsys, detector, model_dir):
+    """deploy.serve predict --face=detect, offline: the real PredictRequest is answered by the
+    SavedModel's serving_default in TF Serving's row format, as the endpoint would."""
+    import base64
+
+    import tensorflow as tf
+    from absl import flags
+    from absl.testing import flagsaver
+    from google.cloud import aiplatform_v1 as v1
+
+    from deploy import serve
+
+    signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+
+    def endpoint(request, method, client_kind, dry_run):
+        assert (method, client_kind, dry_run) == ("predict", "PredictionServiceClient", None)
+        instances = json.loads(type(request).to_json(request))["instances"]
+        batch = tf.constant([base64.b64decode(i["image_bytes"]["b64"]) for i in instances])
+        response = v1.PredictResponse()
+        response.predictions.extend(float(a) for a in signature(image_bytes=batch)["age"]
+                                    .numpy().reshape(-1))
+        return response
+
+    monkeypatch.setattr(serve, "_send", endpoint)
+    monkeypatch.chdir(tmp_path)
+    write_scene(tmp_path / "=two.jpg", 1, 2)  # a name a spreadsheet would run as a formula
+    write_scene(tmp_path / "empty.jpg", 9, 0)
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS(["serve"])
+    with flagsaver.flagsaver(endpoint="7", face="detect"):
+        serve.predict("my-proj", "us-central1", ["=two.jpg", "empty.jpg"], None)
+    out = capsys.readouterr()
+    lines = list(csv.reader(io.StringIO(out.out)))
+    assert lines[0] == ["file", "face", "x0", "y0", "x1", "y1", "score", "age"]
+    assert [line[:2] for line in lines[1:]] == [["'=two.jpg", "0"], ["'=two.jpg", "1"]]
+    assert "no face found in empty.jpg" in out.err.splitlines()
+    # The endpoint saw the pixels trainer.predict frames: the same ages for the same faces.
+    rows, _, _ = predict.predict_photos(predict.load(str(model_dir)), ["=two.jpg"], "detect",
+                                        detector=detector)
+    np.testing.assert_allclose([float(line[7]) for line in lines[1:]], [r["age"] for r in rows],
+                               atol=0.011)
+    assert [[float(v) for v in line[2:6]] for line in lines[1:]] == [r["box"] for r in rows]

@@ -10,13 +10,17 @@ distance fixed). No TensorFlow import at module level: the detector loads on fir
 
 from __future__ import annotations
 
+import csv
 import io
+import json
+import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from contract import limits
 from preprocessing import faces, images
+from trainer import spreadsheet
 
 FACE_MODES = ("none", "detect", "align")
 ALIGNED_SIDE = 200  # the side of UTKFace's aligned crops, which the template describes
@@ -89,3 +93,23 @@ def annotate(rgb: np.ndarray, found, ages, path: str) -> None:
                        fill=colour)
         draw.text((x0, top), label, fill=(0, 0, 0))
     image.save(path)
+
+
+def write_rows(rows: list[dict], as_json: bool, out=None) -> None:
+    """Rows as JSON lines, or as CSV with spreadsheet-safe file names (face_row's columns, or
+    file,age for rows without a face)."""
+    out = out or sys.stdout
+    if as_json:
+        for row in rows:
+            print(json.dumps(row), file=out)
+        return
+    writer = csv.writer(out, lineterminator="\n")
+    if rows and "face" in rows[0]:
+        writer.writerow(["file", "face", "x0", "y0", "x1", "y1", "score", "age"])
+        for r in rows:
+            writer.writerow([spreadsheet.safe_cell(r["file"]), r["face"], *r["box"], r["score"],
+                             f"{r['age']:.2f}"])
+    else:
+        writer.writerow(["file", "age"])
+        for r in rows:
+            writer.writerow([spreadsheet.safe_cell(r["file"]), f"{r['age']:.2f}"])

@@ -1,6 +1,10 @@
 """Predict ages with an exported SavedModel: prints CSV ``file,age``, one row per image.
 
     python -m trainer.predict --model=MODEL_DIR [--tta_flip] [--predict_batch_size=32] IMAGES...
+    python -m trainer.predict --model=DIR --face=detect|align [--json] [--annotate=OUT] PHOTOS...
+
+With ``--face`` each photo is searched for faces (trainer.photos) and every face gets a row
+``file,face,x0,y0,x1,y1,score,age``, largest first; a photo without one is reported on stderr.
 
 ``--model`` is a trainer MODEL_DIR (its ``saved_model/`` is used) or a SavedModel directory
 itself (locate_model, which trainer.evaluate uses too).
@@ -18,8 +22,6 @@ no image could be predicted. File names are written as spreadsheet-safe CSV cell
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -28,7 +30,6 @@ import numpy as np
 from absl import app, flags
 
 from contract import limits
-from trainer import spreadsheet
 
 SAVED_MODEL_SUBDIR = "saved_model"
 PREDICT_SIGNATURE = "predict_images"
@@ -227,23 +228,6 @@ def _annotated_path(directory: str, path: str, written: set) -> str:
     return os.path.join(directory, name)
 
 
-def _write_rows(rows: list[dict], as_json: bool) -> None:
-    if as_json:
-        for row in rows:
-            print(json.dumps(row))
-        return
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    if rows and "face" in rows[0]:
-        writer.writerow(["file", "face", "x0", "y0", "x1", "y1", "score", "age"])
-        for r in rows:
-            writer.writerow([spreadsheet.safe_cell(r["file"]), r["face"], *r["box"], r["score"],
-                             f"{r['age']:.2f}"])
-    else:
-        writer.writerow(["file", "age"])
-        for r in rows:
-            writer.writerow([spreadsheet.safe_cell(r["file"]), f"{r['age']:.2f}"])
-
-
 def main(argv):
     f = flags.FLAGS
     paths = argv[1:]
@@ -255,6 +239,8 @@ def main(argv):
         loaded = load(f.model)
     except FileNotFoundError as e:
         raise app.UsageError(str(e)) from None
+    from trainer import photos
+
     if f.face == "none":
         if f.annotate:
             raise app.UsageError("--annotate needs --face=detect or --face=align")
@@ -272,7 +258,7 @@ def main(argv):
         print(f"cannot read {path}: {error}", file=sys.stderr)
     for path in no_face:
         print(f"no face found in {path}", file=sys.stderr)
-    _write_rows(rows, f.json)
+    photos.write_rows(rows, f.json)
     if not rows:
         what = "could be read" if f.face == "none" else "gave a face"
         print(f"none of the {len(paths)} image(s) {what}", file=sys.stderr)
@@ -287,7 +273,7 @@ def _define_flags():
                         "gs://).")
     flags.DEFINE_bool("tta_flip", False, "Average with the horizontally flipped image.")
     flags.DEFINE_integer("predict_batch_size", 32, "Images per model call.")
-    flags.DEFINE_enum("face", "none", ["none", "detect", "align"],
+    flags.DEFINE_enum("face", "none", ["none", "detect", "align"],  # trainer.photos.FACE_MODES
                       "none: each image is one face crop. detect: every face the detector finds "
                       "is cropped at its box; align: rotated eyes-level onto the aligned-crop "
                       "template. One line per face.")
