@@ -171,3 +171,19 @@ def test_serve_predict_sends_each_face_crop_and_prints_one_line_per_face(
     np.testing.assert_allclose([float(line[7]) for line in lines[1:]], [r["age"] for r in rows],
                                atol=0.011)
     assert [[float(v) for v in line[2:6]] for line in lines[1:]] == [r["box"] for r in rows]
+
+
+@pytest.mark.slow
+def test_serve_dry_run_with_align_sends_one_aligned_png_per_face(tmp_path):
+    import base64
+
+    scene = tmp_path / "three.jpg"
+    write_scene(scene, 2, 3)
+    proc = subprocess.run([sys.executable, "-m", "deploy.serve", "predict", "--project=my-proj",
+                           "--region=us-central1", "--endpoint=7", "--face=align", "--dry_run",
+                           str(scene)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    [call] = json.loads(proc.stdout)
+    sent = [Image.open(io.BytesIO(base64.b64decode(i["image_bytes"]["b64"])))
+            for i in call["request"]["instances"]]
+    assert [(s.format, s.size) for s in sent] == [("PNG", (photos.ALIGNED_SIDE,) * 2)] * 3
