@@ -4,10 +4,13 @@ r"""Serve the exported SavedModel from Vertex AI: upload, deploy to an endpoint,
     python -m deploy.serve deploy  --project=P --region=R --artifact_uri=gs://.../saved_model \
         [--machine_type=n1-standard-4 --min_replicas=1 --max_replicas=3]
     python -m deploy.serve predict --project=P --region=R --endpoint=ENDPOINT_ID a.jpg b.png
+    python -m deploy.serve predict ... --face=detect|align [--json] photo.jpg   # one line per face
 
 ``deploy`` uploads the model (unless --model names one already registered), creates an endpoint
 (unless --endpoint names one) and deploys the model there with all the traffic. ``predict`` sends
-each image as {"image_bytes": {"b64": ...}} and prints ``file,age`` lines. ``--dry_run`` prints
+each image as {"image_bytes": {"b64": ...}} and prints ``file,age`` CSV (trainer.predict's
+columns and limits, deploy.serving); with ``--face`` the detector runs here and each face crop
+is sent, printed as ``file,face,x0,y0,x1,y1,score,age``. ``--dry_run`` prints
 every request as JSON instead (model and endpoint IDs are chosen up front, so the printed
 requests are complete).
 """
@@ -50,6 +53,11 @@ DEFAULT_MACHINE_TYPE = "n1-standard-4"  # --machine_type itself lives in deploy.
 MIN_REPLICAS = flags.DEFINE_integer("min_replicas", 1, "Serving replicas kept up.")
 MAX_REPLICAS = flags.DEFINE_integer("max_replicas", 1, "Autoscaling upper bound.")
 INPUT_NAME = flags.DEFINE_string("input_name", serving.INPUT_NAME, "Serving signature input.")
+FACE = flags.DEFINE_enum(
+    "face", "none", ["none", "detect", "align"],  # trainer.photos.FACE_MODES
+    "predict: none sends each image as one face crop; detect|align runs the face detector here "
+    "(the [faces] extra) and sends each face's crop, one output line per face.")
+JSON = flags.DEFINE_bool("json", False, "predict: JSON lines instead of CSV.")
 
 
 def _client(kind: str):
@@ -114,16 +122,31 @@ def deploy(project, region, stamp, dry_run) -> str:
 def predict(project, region, images, dry_run) -> None:
     from google.protobuf import json_format
 
+    from trainer import photos
+
     if not ENDPOINT.value:
         raise ValueError("--endpoint is required for predict (the ID `deploy` printed)")
+    if not images:
+        raise ValueError("predict needs at least one image path")
     endpoint = serving.resource_name("endpoints", ENDPOINT.value, project, region)
-    for paths, request in serving.predict_requests(endpoint, images, INPUT_NAME.value):
+    items = list(serving.sent_items(images, FACE.value))
+    for key, data in items:
+        if data is None:
+            print(f"no face found in {key}", file=sys.stderr)
+    if all(data is None for _, data in items):
+        raise ValueError(f"none of the {len(images)} photo(s) gave a face")
+    rows = []
+    for keys, request in serving.predict_requests(endpoint, items, INPUT_NAME.value):
         response = _send(request, "predict", "PredictionServiceClient", dry_run)
         if response is None:
             continue
         predictions = json_format.MessageToDict(type(response).pb(response))["predictions"]
-        for path, prediction in zip(paths, predictions, strict=True):
-            print(f"{path},{serving.age_of(prediction):.2f}")
+        for key, prediction in zip(keys, predictions, strict=True):
+            age = serving.age_of(prediction)
+            rows.append({"file": key, "age": round(age, 2)} if isinstance(key, str) else
+                        photos.face_row(key[0], key[1], key[2], age))
+    if dry_run is None:
+        photos.write_rows(rows, JSON.value)
 
 
 def main(argv: list[str]) -> None:

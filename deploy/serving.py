@@ -20,10 +20,17 @@ name, and binary strings as ``{"b64": "<base64>"}``. So each image is
 ``{"image_bytes": {"b64": "..."}}``. (A signature with a single input also accepts the bare
 ``{"b64": ...}`` instance; naming the input keeps working if the signature ever grows.)
 
-EXIF orientation. ``serving_default`` decodes with TensorFlow, which ignores EXIF, while
-preprocessing trained on photos turned upright. So a file whose EXIF orientation is not 1 is sent
-as its upright image re-encoded as lossless PNG (trainer.orientation, the same decode
-preprocessing used); every other file is sent byte for byte.
+Input limits and orientation, as trainer.predict: a file is read up to
+``contract.limits.MAX_READ_BYTES`` and its header's declared size checked (against
+``SERVING_MAX_PIXELS``, the most the endpoint decodes) before anything is decoded.
+``serving_default`` decodes with TensorFlow, which ignores EXIF, while preprocessing trained on
+photos turned upright; so a file whose EXIF orientation is not 1, or in a format the signature
+does not decode (WebP, TIFF, ...), is sent as its upright image re-encoded as lossless PNG
+(trainer.orientation.model_bytes); every other file is sent byte for byte.
+
+Whole photos. With ``face=detect|align`` the detector runs on the client and each face crop is
+sent as its own PNG instance (trainer.photos): the Vertex-compatible path until the exported
+model has a whole-photo signature.
 """
 
 from __future__ import annotations
@@ -33,8 +40,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from contract import limits
 from deploy import gcs, machines
-from trainer.orientation import oriented_bytes
+from trainer.orientation import model_bytes
 
 INPUT_NAME = "image_bytes"
 # The newest TensorFlow prediction image the aiplatform SDK lists (constants/prediction.py).
@@ -46,7 +54,6 @@ TF_SERVING_REST_PORT = 8501
 MODEL_VERSION = "1"  # the folder TF Serving expects under --model_base_path
 # Vertex AI rejects online prediction requests above 1.5 MB; stay a little below it.
 MAX_REQUEST_BYTES = 1_400_000
-_MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
 _RESOURCE_ID = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 
 
@@ -177,15 +184,20 @@ def deploy_model_request(endpoint: str, model: str, hardware: machines.Hardware,
                                  traffic_split={"0": 100})
 
 
-def read_image(path: str | Path) -> bytes:
-    """The file's bytes, if it is a JPEG or PNG (what the serving signature decodes)."""
+def read_image(path: str | Path, max_bytes: int = limits.MAX_READ_BYTES) -> bytes:
+    """The file's bytes, refused when missing, not a regular file or over ``max_bytes``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
-    data = path.read_bytes()
-    if not any(data.startswith(magic) for magic in _MAGIC):
-        raise ValueError(f"image {path} is not a JPEG or PNG file (the model's serving signature "
-                         "decodes only those)")
+        raise FileNotFoundError(f"image {path} does not exist" if not path.exists() else
+                                f"image {path} is not a regular file")
+    too_large = ValueError(f"image {path} is larger than the {max_bytes}-byte read limit "
+                           "(contract.limits.MAX_READ_BYTES)")
+    if path.stat().st_size > max_bytes:  # refused unread...
+        raise too_large
+    with path.open("rb") as f:
+        data = f.read(max_bytes + 1)  # ...and bounded if it grew since
+    if len(data) > max_bytes:
+        raise too_large
     return data
 
 
@@ -193,41 +205,66 @@ def instance(data: bytes, input_name: str = INPUT_NAME) -> dict:
     return {input_name: {"b64": base64.b64encode(data).decode("ascii")}}
 
 
-def predict_requests(endpoint: str, paths: Sequence[str | Path], input_name: str = INPUT_NAME,
-                     max_bytes: int = MAX_REQUEST_BYTES) -> list[tuple[list[str], object]]:
-    """Groups the images into requests under ``max_bytes`` of JSON each.
+def sent_items(paths: Sequence[str | Path], face: str = "none", detector=None):
+    """(what each instance is, its bytes) for the images, checked as trainer.predict checks them.
 
-    Returns ``[(paths in this request, PredictRequest), ...]`` in input order.
+    ``face="none"``: one item per file, keyed by its path: the header's declared size against
+    contract.limits (SERVING_MAX_PIXELS, what the endpoint decodes) before anything is decoded,
+    then upright bytes (trainer.orientation.model_bytes). ``detect``/``align``: the detector
+    runs here, on the client, and each face crop is sent as PNG, keyed by (path, index, Face)
+    (trainer.photos). Yields (path, None) for a photo without a face.
     """
-    from google.cloud import aiplatform_v1 as v1
+    if face != "none":
+        from trainer import photos
 
-    if not paths:
-        raise ValueError("predict needs at least one image path")
-    groups: list[tuple[list[str], list[dict]]] = []
-    size = 0
+        photos.check_mode(face)
     for path in paths:
         data = read_image(path)
         try:
-            data = oriented_bytes(data)
-        except ValueError as e:  # an EXIF-tagged file whose pixels do not decode
+            if face == "none":
+                yield str(path), model_bytes(data, max_pixels=limits.SERVING_MAX_PIXELS)
+                continue
+            rgb = photos.upright_rgb(data, limits.SERVING_MAX_PIXELS)
+        except ValueError as e:  # an ImageError: unreadable, over a limit, undecodable
             raise ValueError(f"image {path}: {e}") from None
+        crops = photos.face_crops(rgb, face, detector)
+        if not crops:
+            yield str(path), None
+        for i, (found, crop) in enumerate(crops):
+            yield (str(path), i, found), photos.png_bytes(crop)
+
+
+def predict_requests(endpoint: str, items, input_name: str = INPUT_NAME,
+                     max_bytes: int = MAX_REQUEST_BYTES) -> list[tuple[list, object]]:
+    """Groups (key, bytes) items (``sent_items``) into requests under ``max_bytes`` of JSON
+    each; items without bytes are skipped. Returns ``[(keys in this request, PredictRequest),
+    ...]`` in input order.
+    """
+    from google.cloud import aiplatform_v1 as v1
+
+    groups: list[tuple[list, list[dict]]] = []
+    size = 0
+    for key, data in items:
+        if data is None:
+            continue
         inst = instance(data, input_name)
         item = len(inst[input_name]["b64"]) + len(input_name) + 20  # JSON punctuation
         if item > max_bytes:
-            raise ValueError(f"image {path} is {item} bytes as base64 JSON, over the "
+            name = key if isinstance(key, str) else f"{key[0]} face {key[1]}"
+            raise ValueError(f"image {name} is {item} bytes as base64 JSON, over the "
                              f"{max_bytes}-byte request limit: resize it first")
         if not groups or size + item > max_bytes:
             groups.append(([], []))
             size = 0
-        groups[-1][0].append(str(path))
+        groups[-1][0].append(key)
         groups[-1][1].append(inst)
         size += item
     requests = []
-    for names, insts in groups:
+    for keys, insts in groups:
         request = v1.PredictRequest(endpoint=endpoint)
         # proto-plus marshals dicts into google.protobuf.Value on extend (not in the ctor).
         request.instances.extend(insts)
-        requests.append((names, request))
+        requests.append((keys, request))
     return requests
 
 

@@ -5,6 +5,7 @@ import io
 import json
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -161,25 +162,41 @@ def test_predict_dry_run_sends_named_b64_instances(tmp_path):
 def test_predict_splits_requests_under_the_size_limit(tmp_path):
     paths = [make_image(tmp_path / f"{i}.png", "PNG", seed=i) for i in range(5)]
     one = len(serving.instance(paths[0].read_bytes())["image_bytes"]["b64"])
-    requests = serving.predict_requests("e", paths, max_bytes=int(one * 2.5))
+    requests = serving.predict_requests("e", serving.sent_items(paths), max_bytes=int(one * 2.5))
     assert [len(names) for names, _ in requests] == [2, 2, 1]
     assert [n for names, _ in requests for n in names] == [str(p) for p in paths]
     assert all(len(r.instances) == len(names) for names, r in requests)
     with pytest.raises(ValueError, match="over the 100-byte request limit"):
-        serving.predict_requests("e", paths[:1], max_bytes=100)
+        serving.predict_requests("e", serving.sent_items(paths[:1]), max_bytes=100)
 
 
-def test_predict_rejects_missing_and_non_image_files(tmp_path):
+def test_predict_applies_the_input_limits_before_decoding(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
-    make_image(tmp_path / "c.webp", "WEBP")
+    webp = make_image(tmp_path / "c.webp", "WEBP")
+    Image.new("RGB", (2000, 20)).save(tmp_path / "strip.png")  # aspect ratio 100
     with pytest.raises(FileNotFoundError, match="missing.jpg does not exist"):
         serving.read_image(tmp_path / "missing.jpg")
-    for name in ("notes.txt", "c.webp"):
-        with pytest.raises(ValueError, match=f"{name} is not a JPEG or PNG"):
-            serving.read_image(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="is not a regular file"):
+        serving.read_image(tmp_path)
+    with pytest.raises(ValueError, match="larger than the 100-byte read limit"):
+        serving.read_image(webp, max_bytes=100)
+    for name, reason in (("notes.txt", "not an image format Pillow can read"),
+                         ("strip.png", "refused before decoding: 2000x20 has aspect ratio")):
+        with pytest.raises(ValueError, match=f"{name}: .*{reason}"):
+            list(serving.sent_items([tmp_path / name]))
+    # A header declaring more pixels than the endpoint decodes: refused, nothing decoded.
+    huge = bytearray(make_image(tmp_path / "d.png", "PNG").read_bytes())
+    huge[16:24] = (5000).to_bytes(4, "big") + (5000).to_bytes(4, "big")  # IHDR width, height
+    huge[29:33] = zlib.crc32(huge[12:29]).to_bytes(4, "big")  # the IHDR chunk's CRC
+    (tmp_path / "huge.png").write_bytes(bytes(huge))
+    with pytest.raises(ValueError, match="huge.png: .*refused before decoding: 5000x5000"):
+        list(serving.sent_items([tmp_path / "huge.png"]))
+    # What serving_default does not decode goes as PNG, like trainer.predict feeds it.
+    [(_, sent)] = serving.sent_items([webp])
+    assert Image.open(io.BytesIO(sent)).format == "PNG"
     proc = serve_cli("predict", "--project=my-proj", "--region=us-central1", "--endpoint=7",
                      "--dry_run", str(tmp_path / "notes.txt"))
-    assert proc.returncode == 1 and "notes.txt is not a JPEG or PNG" in proc.stderr
+    assert proc.returncode == 1 and "not an image format Pillow can read" in proc.stderr
 
 
 @pytest.mark.parametrize("prediction, age", [
@@ -244,7 +261,7 @@ def test_predict_instances_feed_the_exported_serving_signature(tmp_path, head):
     assert list(signature.structured_input_signature[1]) == [serving.INPUT_NAME]
 
     images = [make_image(tmp_path / "a.jpg", "JPEG", 48), make_image(tmp_path / "b.png", "PNG")]
-    [(_, request)] = serving.predict_requests("e", images)
+    [(_, request)] = serving.predict_requests("e", serving.sent_items(images))
     instances = json.loads(type(request).to_json(request))["instances"]
     batch = tf.constant([base64.b64decode(i[serving.INPUT_NAME]["b64"]) for i in instances])
     outputs = {k: v.numpy().tolist() for k, v in signature(**{serving.INPUT_NAME: batch}).items()}

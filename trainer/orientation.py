@@ -11,10 +11,11 @@ mirrors preprocessing), others are decoded *with preprocessing's own decode*, so
 and mirroring are exactly the ones the training records got, and re-encoded as lossless PNG,
 which serving_default decodes without changing a pixel.
 
-``model_bytes`` (trainer.predict) adds what preprocessing also does before decoding: the
-header's declared size is checked against ``contract.limits`` first, so a few hundred bytes
-declaring gigapixels (or a 1 x N strip that framing would scale N times) cost a header read,
-and formats Pillow reads but serving_default does not (TIFF, WebP, ...) are re-encoded as PNG.
+``model_bytes`` (trainer.predict, deploy.serving) first does what preprocessing does before
+decoding: the header's declared size is checked against ``contract.limits`` (``check_header``),
+so a few hundred bytes declaring gigapixels (or a 1 x N strip that framing would scale N times)
+cost a header read; formats Pillow reads but serving_default does not (TIFF, WebP, ...) are
+re-encoded as PNG.
 
 No TensorFlow import here: the Vertex AI predict client should not need it.
 """
@@ -48,23 +49,6 @@ def exif_orientation(data: bytes) -> int:
     return 1
 
 
-def oriented_bytes(data: bytes, draft_size: int | None = None,
-                   max_pixels: int = MAX_PIXELS) -> bytes:
-    """``data`` itself when it needs no reorientation, else the upright image as RGB PNG bytes.
-
-    ``draft_size`` is the side preprocessing lets PIL's JPEG draft keep
-    (``trainer.framing.draft_size``): passing it decodes at the same reduced scale the training
-    records were decoded at, before rotating, so the framed pixels match them. The Vertex client
-    does not know the model's input size and sends full resolution (TF then resizes from the
-    full image: the same geometry, slightly different resampling of the largest photos).
-    Raises ``preprocessing.images.ImageError`` (a ValueError) naming what is wrong with an
-    undecodable file.
-    """
-    if exif_orientation(data) == 1:
-        return data
-    return _upright_png(data, draft_size, max_pixels)
-
-
 def _upright_png(data: bytes, draft_size: int | None, max_pixels: int) -> bytes:
     # to_rgb composites transparency onto white exactly as serving_default's PNG decode would.
     upright = images.to_rgb(images.decode(data, max_pixels, draft_size=draft_size))
@@ -73,15 +57,10 @@ def _upright_png(data: bytes, draft_size: int | None, max_pixels: int) -> bytes:
     return out.getvalue()
 
 
-def model_bytes(data: bytes, draft_size: int | None = None, *, max_pixels: int = MAX_PIXELS,
-                max_aspect_ratio: float = limits.MAX_ASPECT_RATIO) -> bytes:
-    """Bytes serving_default frames as preprocessing framed this photo, checked before decoding.
-
-    The header alone is read first: a format Pillow cannot read, or a declared size over
-    ``max_pixels`` or ``max_aspect_ratio`` (contract.limits.size_problem), raises
-    ``preprocessing.images.ImageError`` with a one-line reason and nothing is decoded. Then as
-    ``oriented_bytes``, except that formats serving_default does not decode become PNG too.
-    """
+def check_header(data: bytes, *, max_pixels: int = MAX_PIXELS,
+                 max_aspect_ratio: float = limits.MAX_ASPECT_RATIO) -> str:
+    """The format Pillow names from the header alone, after checking the declared size against
+    contract.limits; raises ``preprocessing.images.ImageError`` with a one-line reason."""
     if not data:
         raise images.ImageError(reasons.EMPTY_FILE, "the file has 0 bytes")
     with warnings.catch_warnings():
@@ -102,6 +81,23 @@ def model_bytes(data: bytes, draft_size: int | None = None, *, max_pixels: int =
     if problem:
         raise images.ImageError(reasons.TOO_MANY_PIXELS if problem[0] == limits.PIXELS
                                 else limits.ASPECT, f"refused before decoding: {problem[1]}")
+    return kind
+
+
+def model_bytes(data: bytes, draft_size: int | None = None, *, max_pixels: int = MAX_PIXELS,
+                max_aspect_ratio: float = limits.MAX_ASPECT_RATIO) -> bytes:
+    """Bytes serving_default frames as preprocessing framed this photo, checked before decoding.
+
+    The header alone is read first: a format Pillow cannot read, or a declared size over
+    ``max_pixels`` or ``max_aspect_ratio`` (contract.limits.size_problem), raises
+    ``preprocessing.images.ImageError`` with a one-line reason and nothing is decoded. Then
+    ``data`` itself when serving_default decodes its format and it needs no reorientation, else
+    the upright image as RGB PNG bytes. ``draft_size`` is the side preprocessing lets PIL's JPEG
+    draft keep (``trainer.framing.draft_size``): passing it decodes at the reduced scale the
+    training records were decoded at, before rotating, so the framed pixels match them. The
+    Vertex client does not know the model's input size and sends full resolution.
+    """
+    kind = check_header(data, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
     if kind in SERVED_FORMATS and exif_orientation(data) == 1:
         return data
     return _upright_png(data, draft_size, max_pixels)

@@ -1,6 +1,10 @@
 """Predict ages with an exported SavedModel: prints CSV ``file,age``, one row per image.
 
     python -m trainer.predict --model=MODEL_DIR [--tta_flip] [--predict_batch_size=32] IMAGES...
+    python -m trainer.predict --model=DIR --face=detect|align [--json] [--annotate=OUT] PHOTOS...
+
+With ``--face`` each photo is searched for faces (trainer.photos) and every face gets a row
+``file,face,x0,y0,x1,y1,score,age``, largest first; a photo without one is reported on stderr.
 
 ``--model`` is a trainer MODEL_DIR (its ``saved_model/`` is used) or a SavedModel directory
 itself (locate_model, which trainer.evaluate uses too).
@@ -18,7 +22,6 @@ no image could be predicted. File names are written as spreadsheet-safe CSV cell
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from dataclasses import dataclass
@@ -27,7 +30,6 @@ import numpy as np
 from absl import app, flags
 
 from contract import limits
-from trainer import spreadsheet
 
 SAVED_MODEL_SUBDIR = "saved_model"
 PREDICT_SIGNATURE = "predict_images"
@@ -131,13 +133,8 @@ def read_images(paths, image_size: int, resize: str = "crop", margin: float = 0.
     images, ok, errors = [], [], {}
     draft = draft_size(image_size, margin)
     for path in paths:
-        try:
-            data = read_bounded(path)
-        except tf.errors.NotFoundError:
-            errors[path] = "no such file"
-            continue
-        except (tf.errors.OpError, OSError, ValueError) as e:
-            errors[path] = f"the file cannot be read: {_one_line(e)}"
+        data = _read(path, errors)
+        if data is None:
             continue
         try:
             # Upright first (TF ignores EXIF; preprocessing applied it), then the very
@@ -151,6 +148,19 @@ def read_images(paths, image_size: int, resize: str = "crop", margin: float = 0.
             errors[path] = _one_line(e)
     stacked = np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.float32)
     return stacked, ok, errors
+
+
+def _read(path: str, errors: dict) -> bytes | None:
+    """The file's bytes (read_bounded), or None with the one-line reason in errors[path]."""
+    import tensorflow as tf
+
+    try:
+        return read_bounded(path)
+    except tf.errors.NotFoundError:
+        errors[path] = "no such file"
+    except (tf.errors.OpError, OSError, ValueError) as e:
+        errors[path] = f"the file cannot be read: {_one_line(e)}"
+    return None
 
 
 def _one_line(error: Exception) -> str:
@@ -167,6 +177,57 @@ def predict_ages(loaded, images: np.ndarray, tta_flip: bool = False,
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
+def predict_photos(loaded, paths, mode: str, tta_flip: bool = False, batch_size: int = 32,
+                   annotate_dir: str | None = None, detector=None):
+    """Whole photos -> (rows, {path: one-line reason}, [paths without a face]).
+
+    Each face the detector finds (largest first; trainer.photos) is cropped, framed as
+    serving_default frames a photo, and predicted; rows are trainer.photos.face_row dicts in
+    input order. With annotate_dir each photo with a face is written there with boxes and ages.
+    """
+    from trainer import photos
+    from trainer.framing import decode_and_frame, read_framing
+
+    photos.check_mode(mode)
+    resize, margin = read_framing(loaded)
+    size = int(loaded.image_size.numpy())
+    rows, errors, no_face, written = [], {}, [], set()
+    for path in paths:
+        data = _read(path, errors)
+        if data is None:
+            continue
+        try:
+            rgb = photos.upright_rgb(data)
+        except (OSError, ValueError) as e:
+            errors[path] = _one_line(e)
+            continue
+        crops = photos.face_crops(rgb, mode, detector)
+        if not crops:
+            no_face.append(path)
+            continue
+        # One photo at a time: memory holds one photo and its faces, however many photos.
+        framed = np.stack([decode_and_frame(photos.png_bytes(crop), size, resize, margin).numpy()
+                           for _, crop in crops])
+        ages = predict_ages(loaded, framed, tta_flip, batch_size)
+        found = [face for face, _ in crops]
+        rows.extend(photos.face_row(path, i, face, age)
+                    for i, (face, age) in enumerate(zip(found, ages, strict=True)))
+        if annotate_dir:
+            photos.annotate(rgb, found, ages, _annotated_path(annotate_dir, path, written))
+    return rows, errors, no_face
+
+
+def _annotated_path(directory: str, path: str, written: set) -> str:
+    """DIR/<name>.png, numbered when two inputs share a name."""
+    os.makedirs(directory, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(path.rstrip("/")))[0] or "photo"
+    name, n = f"{stem}.png", 1
+    while name in written:
+        name, n = f"{stem}_{n}.png", n + 1
+    written.add(name)
+    return os.path.join(directory, name)
+
+
 def main(argv):
     f = flags.FLAGS
     paths = argv[1:]
@@ -178,19 +239,29 @@ def main(argv):
         loaded = load(f.model)
     except FileNotFoundError as e:
         raise app.UsageError(str(e)) from None
-    from trainer.framing import read_framing
+    from trainer import photos
 
-    resize, margin = read_framing(loaded)
-    images, ok, errors = read_images(paths, int(loaded.image_size.numpy()), resize, margin)
+    if f.face == "none":
+        if f.annotate:
+            raise app.UsageError("--annotate needs --face=detect or --face=align")
+        from trainer.framing import read_framing
+
+        resize, margin = read_framing(loaded)
+        images, ok, errors = read_images(paths, int(loaded.image_size.numpy()), resize, margin)
+        ages = predict_ages(loaded, images, f.tta_flip, f.predict_batch_size)
+        rows = [{"file": p, "age": round(float(a), 2)} for p, a in zip(ok, ages, strict=True)]
+        no_face = []
+    else:
+        rows, errors, no_face = predict_photos(loaded, paths, f.face, f.tta_flip,
+                                               f.predict_batch_size, f.annotate)
     for path, error in errors.items():
         print(f"cannot read {path}: {error}", file=sys.stderr)
-    ages = predict_ages(loaded, images, f.tta_flip, f.predict_batch_size)
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["file", "age"])
-    for path, age in zip(ok, ages, strict=True):
-        writer.writerow([spreadsheet.safe_cell(path), f"{float(age):.2f}"])
-    if not ok:
-        print(f"none of the {len(paths)} image(s) could be read", file=sys.stderr)
+    for path in no_face:
+        print(f"no face found in {path}", file=sys.stderr)
+    photos.write_rows(rows, f.json)
+    if not rows:
+        what = "could be read" if f.face == "none" else "gave a face"
+        print(f"none of the {len(paths)} image(s) {what}", file=sys.stderr)
         return 1
     return 0
 
@@ -202,6 +273,13 @@ def _define_flags():
                         "gs://).")
     flags.DEFINE_bool("tta_flip", False, "Average with the horizontally flipped image.")
     flags.DEFINE_integer("predict_batch_size", 32, "Images per model call.")
+    flags.DEFINE_enum("face", "none", ["none", "detect", "align"],  # trainer.photos.FACE_MODES
+                      "none: each image is one face crop. detect: every face the detector finds "
+                      "is cropped at its box; align: rotated eyes-level onto the aligned-crop "
+                      "template. One line per face.")
+    flags.DEFINE_bool("json", False, "JSON lines instead of CSV.")
+    flags.DEFINE_string("annotate", None, "With --face: write each photo with its boxes and "
+                        "ages drawn into this directory (PNG).")
 
 
 if __name__ == "__main__":
