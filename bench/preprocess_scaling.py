@@ -29,10 +29,13 @@ def _children(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
         p = todo.pop()
-        try:
-            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-        except OSError:
-            continue
+        kids = []
+        # Children hang off the thread that forked them, not only the main one.
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids += (task / "children").read_text().split()
+            except OSError:
+                continue
         found += [int(k) for k in kids]
         todo += [int(k) for k in kids]
     return found
