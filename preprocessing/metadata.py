@@ -20,6 +20,7 @@ All file IO goes through Beam's FileSystems, so OUT may be local or gs://.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import struct
@@ -29,6 +30,7 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from contract import stats as stats_file
 from preprocessing import schema
 from preprocessing.labels import join
 
@@ -72,7 +74,7 @@ def write_bytes(path: str, data: bytes, mime_type: str = "application/octet-stre
 
 
 def age_histogram(ages: Iterable[float], max_age: float) -> list[int]:
-    """Counts of floor(age) for 0..max_age (the stats.json layout in schema.py)."""
+    """Counts of floor(age) for 0..max_age (``contract.stats.SplitStats.age_histogram``)."""
     counts = [0] * (int(max_age) + 1)
     for age in ages:
         counts[min(int(age), len(counts) - 1)] += 1
@@ -146,16 +148,24 @@ def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_
         "group_by": config.group_by,
         "id": "first 32 hex digits of the SHA-256 of the original image file's bytes",
     }
-    write_json(join(directory, schema.STATS_FILE), stats)
+    write_stats(directory, stats_file.Stats.from_dict(stats, join(directory, stats_file.FILE)))
+
+
+def write_stats(directory: str, stats: stats_file.Stats) -> None:
+    """DIRECTORY/stats.json (local or gs://), in the layout ``contract.stats`` reads."""
+    write_bytes(join(directory, stats_file.FILE), stats.to_json().encode("utf-8"),
+                "application/json")
 
 
 class StagingError(RuntimeError):
     """The staged shards are not the ones the run's stats.json describes."""
 
 
-def publish(staging: str, output_dir: str, image_size: int, extra_columns) -> dict:
+def publish(staging: str, output_dir: str, image_size: int,
+            extra_columns) -> stats_file.Stats:
     """Replaces OUT's previous output with the staged one (order: see the module docstring)."""
-    stats = read_json(join(staging, schema.STATS_FILE))
+    staged = stats_file.read(staging)
+    stats = staged.to_dict()
     for name, entry in stats["splits"].items():
         for index, count in enumerate(entry["shard_lengths"]):
             if count == 0:  # hashing left this shard empty; TFDS still expects the file
@@ -172,10 +182,11 @@ def publish(staging: str, output_dir: str, image_size: int, extra_columns) -> di
                        + [join(output_dir, schema.ERRORS_DIR, os.path.basename(p))
                           for p in errors])
 
-    stats["tfds_metadata"] = write_tfds_metadata(output_dir, stats, image_size, extra_columns)
-    write_json(join(output_dir, schema.STATS_FILE), stats)
+    published = dataclasses.replace(staged, tfds_metadata=write_tfds_metadata(
+        output_dir, stats, image_size, extra_columns))
+    write_stats(output_dir, published)
     remove_tree(staging)
-    return stats
+    return published
 
 
 def verify_staged(staging: str, stats: dict) -> list[str]:

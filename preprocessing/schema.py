@@ -152,30 +152,3 @@ def tfds_features_json(image_size: int, extra_columns: Sequence[str] = ()) -> di
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
     return f"{split}-{index:05d}-of-{num_shards:05d}"
-
-
-# stats.json, written by preprocessing and read by the trainer (sample weights) and the report:
-# {
-#   "image_size": 64,                      # records are resized to image_size x image_size
-#   "extra_columns": ["gender"],           # the extra/<name> keys every record carries
-#   "max_age": 120,
-#   "splits": {"train": {"count": 400, "num_shards": 2,
-#                        "age_histogram": [c_0, c_1, ..., c_max_age],   # floor(age) counts
-#                        "mean_age": 33.71},   # exact mean of the ages written; null if empty
-#              "validation": {...}, "test": {...}},
-#   "rejects": {"bad_age": 3, ...},        # reason code (preprocessing.reasons) -> count
-#   "blur_quantiles": {"0.1": ..., "0.5": ..., "0.9": ...},
-#   ...                                    # the writer may add more keys; readers ignore them
-# }
-def load_stats(data_dir: str) -> dict:
-    """Reads OUT/stats.json (local or gs://), with an error that names the path when absent."""
-    import json
-
-    import tensorflow as tf
-
-    path = data_dir.rstrip("/") + "/" + STATS_FILE
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
-            f"{path} not found: is {data_dir!r} the output_dir of preprocessing.run?")
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)

@@ -32,11 +32,13 @@ import math
 
 import tensorflow as tf
 
+from contract import stats as stats_file
+from contract.stats import Stats
 from preprocessing.images import RESIZE_MODES
 
 # What preprocessing did before stats.json recorded its framing (its defaults then), and what a
 # SavedModel exported before it stored the framing did: a centre crop with no margin.
-DEFAULT_FRAMING = ("crop", 0.0)
+DEFAULT_FRAMING = (stats_file.DEFAULT_RESIZE, stats_file.DEFAULT_MARGIN)
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG"
 _GIF_MAGIC = b"GIF8"
@@ -213,12 +215,11 @@ def decode_and_frame(image_bytes, image_size: int, resize: str = "crop", margin:
     return frame(decode(image_bytes, image_size, margin), image_size, resize, margin)
 
 
-def record_framing(stats: dict, data_dir: str = "") -> tuple[str, float]:
+def record_framing(stats: Stats, data_dir: str = "") -> tuple[str, float]:
     """(resize, margin) the records in stats.json were framed with (older outputs: defaults)."""
-    resize = stats.get("resize") or DEFAULT_FRAMING[0]
-    margin = float(stats.get("margin") or DEFAULT_FRAMING[1])
+    resize, margin = stats.resize, stats.margin
     try:
-        check(int(stats.get("image_size") or 1), resize, margin)
+        check(stats.image_size or 1, resize, margin)
     except ValueError as e:
         raise ValueError(f"stats.json in {data_dir!r}: {e}") from None
     return resize, margin
