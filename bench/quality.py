@@ -37,8 +37,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench import baselines  # noqa: E402
+from contract import schema  # noqa: E402
 from contract import stats as stats_file  # noqa: E402
-from preprocessing import schema  # noqa: E402
 from trainer import evaluate, metrics  # noqa: E402
 
 # The CPU recipe measured (README "Quality benchmark"): MobileNetV3-Small from scratch (ImageNet

@@ -25,8 +25,8 @@ from fractions import Fraction
 import numpy as np
 import tensorflow as tf
 
+from contract import schema
 from contract import stats as stats_file
-from preprocessing import schema
 from trainer import data
 
 

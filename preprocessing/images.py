@@ -2,7 +2,7 @@
 
 Nothing here knows about Beam or files: the pipeline's DoFn and the benchmark's plain loop both
 call ``process`` on bytes, and the tests call every step directly. A broken input raises
-``ImageError`` whose ``reason`` is a code from ``preprocessing.reasons``.
+``ImageError`` whose ``reason`` is a code from ``contract.reasons``.
 
 Order of operations, and why:
 1. Guard the pixel count and the aspect ratio from the header *before* decoding, so a
@@ -28,8 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from contract import limits
-from preprocessing import reasons
+from contract import limits, reasons
 
 RESIZE_MODES = ("crop", "pad")
 _SIZE_REASONS = {limits.PIXELS: reasons.TOO_MANY_PIXELS,
@@ -39,7 +38,7 @@ _BACKGROUND = (255, 255, 255)
 
 
 class ImageError(ValueError):
-    """An input that cannot become a record; ``reason`` is a preprocessing.reasons code."""
+    """An input that cannot become a record; ``reason`` is a contract.reasons code."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")

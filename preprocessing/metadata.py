@@ -30,8 +30,8 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from contract import schema
 from contract import stats as stats_file
-from preprocessing import schema
 from preprocessing.labels import join
 
 STAGING_DIR = ".staging"

@@ -15,8 +15,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from contract import limits
-from preprocessing import labels, schema
+from contract import limits, schema
+from preprocessing import labels
 from preprocessing.images import RESIZE_MODES, ImageConfig
 
 # The job's flags that name data: Dataflow workers must reach them, so they must be gs://.
@@ -220,20 +220,19 @@ def validate_pipeline_options(pipeline_options, paths: dict, cwd: str | os.PathL
     runner = pipeline_options.view_as(StandardOptions).runner or "DirectRunner"
     if "dataflow" not in runner.lower():
         return
-    # deploy owns the rules for project IDs, region names and gs:// URIs (Vertex AI jobs check
-    # the same ones); both modules are light, standard-library-only imports.
-    from deploy import gcs, specs
+    # The rules for project IDs, region names and gs:// URIs that Vertex AI jobs check too.
+    from contract import cloud as rules
 
     cloud, setup = pipeline_options.view_as(GoogleCloudOptions), pipeline_options.view_as(
         SetupOptions)
     try:
-        specs.check_project_region(cloud.project, cloud.region)
-        gcs.require_gs(cloud.temp_location, "temp_location", "Dataflow")
+        rules.check_project_region(cloud.project, cloud.region)
+        rules.require_gs(cloud.temp_location, "temp_location", "Dataflow")
         if cloud.staging_location:
-            gcs.require_gs(cloud.staging_location, "staging_location", "Dataflow")
+            rules.require_gs(cloud.staging_location, "staging_location", "Dataflow")
         for name in DATA_FLAGS:
             if paths.get(name):
-                gcs.require_gs(paths[name], name, "Dataflow workers")
+                rules.require_gs(paths[name], name, "Dataflow workers")
     except ValueError as e:
         raise OptionsError(str(e)) from None
     if cloud.job_name and not _JOB_NAME.match(cloud.job_name):

@@ -32,7 +32,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
-from contract import limits
+from contract import limits, reasons, schema
 from contract import stats as stats_file
 from preprocessing import (
     dedup,
@@ -42,10 +42,8 @@ from preprocessing import (
     labels,
     lock,
     metadata,
-    reasons,
     records,
     runners,
-    schema,
     split,
 )
 from preprocessing import plan as shard_plan

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contract import schema
 from contract import stats as stats_file
-from preprocessing import fake_records, metadata, schema
+from preprocessing import fake_records, metadata
 
 
 def _read(out_dir, split):

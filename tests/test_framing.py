@@ -179,7 +179,7 @@ def test_an_older_savedmodel_reads_as_the_old_centre_crop():
 def test_evaluate_reports_the_framing_and_a_mismatch(tmp_path):
     import json
 
-    from preprocessing import schema
+    from contract import schema
     from trainer import evaluate
 
     data_dir = tmp_path / "data"

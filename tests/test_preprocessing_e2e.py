@@ -12,7 +12,8 @@ import sys
 import pytest
 import tensorflow as tf
 
-from preprocessing import metadata, reasons, schema, synthetic
+from contract import reasons, schema
+from preprocessing import metadata, synthetic
 from preprocessing import run as run_module
 
 IMAGE_SIZE = 32

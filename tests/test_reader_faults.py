@@ -19,8 +19,9 @@ import tensorflow as tf
 from fixed_models import mean_colour_model
 from PIL import Image
 
+from contract import schema
 from contract import stats as stats_file
-from preprocessing import fake_records, schema
+from preprocessing import fake_records
 from trainer import data, evaluate, export, shards
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import math
 import pytest
 import tensorflow as tf
 
+from contract import schema
 from experiments import subset_data
-from preprocessing import schema
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.25, 0.4, 0.5, 0.6, 0.7, 0.9, 1.0])

@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import metadata, schema
+from contract import schema
+from preprocessing import metadata
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 24

@@ -1,7 +1,7 @@
 """The trainer's tf.data input pipeline: preprocessing's TFRecord shards -> batches of faces.
 
 ``build_dataset`` is one straight-line function; each step's comment says why it sits where it
-does. The record layout comes from ``preprocessing.schema`` (never redefined here), the per-image
+does. The record layout comes from ``contract.schema`` (never redefined here), the per-image
 work lives in small pure functions (``decode_image``, ``lookup_weights``, ``to_batch``) that
 tests call eagerly, and augmentation lives in ``trainer.augment``.
 
@@ -16,10 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from contract import limits
+from contract import limits, schema
 from contract import stats as stats_file
 from contract.stats import Stats
-from preprocessing import schema
 from trainer import shards
 from trainer.augment import AugmentConfig, augment_batch
 

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from contract import schema
 from contract import stats as stats_file
-from preprocessing import schema
 from trainer import data, files, framing, metrics, report, shards, spreadsheet
 from trainer.predict import load_predict_fn, locate_model, predict_batch
 

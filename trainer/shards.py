@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from contract import schema
 from contract.stats import Stats
-from preprocessing import schema
 
 # Marks the errors raised here (also inside the tf.data graph) so callers can find them.
 DAMAGED = "damaged shard"

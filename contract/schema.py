@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from contract import stats
+
 # Feature keys. Slashes nest in TFDS (``image/encoded`` is ``features["image"]["encoded"]``).
 IMAGE = "image/encoded"
 HEIGHT = "image/height"
@@ -39,7 +41,7 @@ SPLITS = ("train", "validation", "test")
 # Shards are OUT/{split}-00000-of-00004; TFDS is told the same template in its metadata.
 FILENAME_TEMPLATE = "{SPLIT}-{SHARD_X_OF_Y}"
 SHARD_GLOB = "{split}-*-of-*"
-STATS_FILE = "stats.json"
+STATS_FILE = stats.FILE
 ERRORS_DIR = "errors"
 
 # Every core key and how it is stored: the one table that encode, feature_spec and
@@ -61,7 +63,7 @@ def encode(record: Mapping[str, Any], extra_columns: Sequence[str] = ()) -> byte
     reader parses fixed-length features and TFDS requires each declared feature.
     """
     # Plain-Python wire format: no TensorFlow import on the Beam workers (example_proto.py).
-    from preprocessing.example_proto import BYTES, FLOAT, INT64, serialize_example
+    from contract.example_proto import BYTES, FLOAT, INT64, serialize_example
 
     feature = {}
     for key in CORE_KEYS:
