@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from contract import limits
+from contract.framing import DEFAULT_MARGIN, DEFAULT_RESIZE, margin_problem
 
 FILE = "stats.json"
 VERSION = 1  # bump when a field changes meaning; files without "version" are version 1
-DEFAULT_RESIZE, DEFAULT_MARGIN = "crop", 0.0  # the framing before stats.json recorded it
 
 
 @dataclass(frozen=True)
@@ -183,8 +183,8 @@ def _parse(value, source: str) -> Stats:
                           "(written by a newer preprocessing.run: update this checkout)")
     splits = f.get("splits", dict, None, required=True)
     margin = f.get("margin", float, DEFAULT_MARGIN)
-    if not 0.0 <= margin < 0.5:
-        f.fail("margin", f"must be in [0, 0.5), got {margin!r}")
+    if margin_problem(margin):
+        f.fail("margin", f"is {margin!r}: {margin_problem(margin)}")
     return Stats(
         splits={str(k): _split(v, source, k) for k, v in splits.items()},
         version=version,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import struct
 import warnings
 from dataclasses import dataclass
@@ -29,8 +28,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from contract import limits, reasons
+from contract.framing import RESIZE_MODES, draft_size
 
-RESIZE_MODES = ("crop", "pad")
 _SIZE_REASONS = {limits.PIXELS: reasons.TOO_MANY_PIXELS,
                  limits.ASPECT: reasons.EXTREME_ASPECT_RATIO}
 # Transparent pixels are composited onto white: cut-out portraits are usually shown on white.
@@ -181,8 +180,7 @@ def brightness(grey: np.ndarray) -> float:
 
 def process(data: bytes, config: ImageConfig) -> ProcessedImage:
     """The whole per-image stage: bytes -> ProcessedImage, or ImageError naming the reason."""
-    # Decode at least size/(1 - 2*margin) pixels so the trimmed crop still covers the target.
-    draft = math.ceil(config.image_size / max(1e-6, 1.0 - 2.0 * config.margin))
+    draft = draft_size(config.image_size, config.margin)
     # The pixel guard needs the header size, so read it from the undrafted open inside decode.
     image = decode(data, config.max_pixels, draft_size=draft,
                    max_aspect_ratio=config.max_aspect_ratio)

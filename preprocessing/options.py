@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass
 
 from contract import limits, schema
+from contract.framing import RESIZE_MODES, margin_problem
 from preprocessing import labels
-from preprocessing.images import RESIZE_MODES, ImageConfig
+from preprocessing.images import ImageConfig
 
 # The job's flags that name data: Dataflow workers must reach them, so they must be gs://.
 DATA_FLAGS = ("labels", "images", "output_dir")
@@ -138,8 +139,8 @@ def validate(config: JobConfig) -> None:
         raise OptionsError(f"--image_size={image.image_size}: expected 8..4096")
     if not 1 <= image.jpeg_quality <= 100:
         raise OptionsError(f"--jpeg_quality={image.jpeg_quality}: expected 1..100")
-    if not 0.0 <= image.margin < 0.5:
-        raise OptionsError(f"--margin={image.margin}: expected 0 <= margin < 0.5")
+    if margin_problem(image.margin):
+        raise OptionsError(f"--margin={image.margin}: {margin_problem(image.margin)}")
     if image.max_pixels <= 0:
         raise OptionsError(f"--max_pixels={image.max_pixels}: expected > 0")
     if not (math.isfinite(image.max_aspect_ratio) and image.max_aspect_ratio >= 1):

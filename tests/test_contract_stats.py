@@ -42,7 +42,7 @@ def test_to_json_and_back_is_the_same_value(tmp_path):
     (lambda s: s["splits"]["train"].update(count=-1), "'splits.train.count' must be a int >= 0"),
     (lambda s: s["splits"]["train"].update(age_histogram=[1, 2.5]),
      r"'splits.train.age_histogram\[1\]' must be a int"),
-    (lambda s: s.update(margin=0.7), "'margin' must be in"),
+    (lambda s: s.update(margin=0.7), "'margin' is 0.7: expected 0 <= margin < 0.5"),
     (lambda s: s.update(version=stats_file.VERSION + 1), "'version' is 2"),
     (lambda s: s["splits"].update(test=[]), "'splits.test' must be a JSON object"),
 ])

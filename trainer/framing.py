@@ -28,17 +28,18 @@ between its two resampling passes, TF does not.
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
-from contract import stats as stats_file
+from contract.framing import (  # draft_size: trainer.predict imports it from here
+    DEFAULT_MARGIN,
+    DEFAULT_RESIZE,
+    RESIZE_MODES,
+    draft_size,
+    margin_problem,
+)
 from contract.stats import Stats
-from preprocessing.images import RESIZE_MODES
 
-# What preprocessing did before stats.json recorded its framing (its defaults then), and what a
-# SavedModel exported before it stored the framing did: a centre crop with no margin.
-DEFAULT_FRAMING = (stats_file.DEFAULT_RESIZE, stats_file.DEFAULT_MARGIN)
+DEFAULT_FRAMING = (DEFAULT_RESIZE, DEFAULT_MARGIN)
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG"
 _GIF_MAGIC = b"GIF8"
@@ -53,15 +54,9 @@ def check(image_size: int, resize: str, margin: float) -> None:
         raise ValueError(f"image_size={image_size}: must be a positive number of pixels")
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize={resize!r}: must be one of {', '.join(RESIZE_MODES)}")
-    if not 0.0 <= float(margin) < 0.5:
-        raise ValueError(f"margin={margin}: expected 0 <= margin < 0.5 (fraction of the width "
+    if margin_problem(margin):
+        raise ValueError(f"margin={margin}: {margin_problem(margin)} (fraction of the width "
                          "and height trimmed from each side)")
-
-
-def draft_size(image_size: int, margin: float) -> int:
-    """The side PIL's draft must keep (preprocessing.images.process): the trimmed photo must
-    still cover the target square."""
-    return math.ceil(image_size / max(1e-6, 1.0 - 2.0 * margin))
 
 
 def decode(image_bytes, image_size: int, margin: float = 0.0):
