@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from contract import limits
+from contract import files, limits
 from contract.framing import DEFAULT_MARGIN, DEFAULT_RESIZE, margin_problem
 
 FILE = "stats.json"
@@ -87,26 +87,11 @@ def read(data_dir: str) -> Stats:
     """DATA_DIR/stats.json (local or gs://); FileNotFoundError or ValueError naming the file."""
     path = data_dir.rstrip("/") + "/" + FILE
     try:
-        text = _read_text(path)
+        text = files.read_text(path)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{path} not found: is {data_dir!r} the output_dir of preprocessing.run?") from None
     return Stats.from_json(text, path)
-
-
-def _read_text(path: str) -> str:
-    if "://" not in path:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    # Beam's FileSystems, not tf.io.gfile: the Beam job must not import TensorFlow, and its GCS
-    # client honours STORAGE_EMULATOR_HOST. Imported here so local reads stay cheap.
-    from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.io.filesystems import FileSystems
-
-    if not FileSystems.exists(path):
-        raise FileNotFoundError(path)
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read().decode("utf-8")
 
 
 class _Fields:

@@ -32,7 +32,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
-from contract import limits, reasons, schema
+from contract import files, limits, reasons, schema
 from contract import stats as stats_file
 from preprocessing import (
     dedup,
@@ -296,7 +296,7 @@ def _count_reason(reject):
 def _write_errors(item, path: str) -> None:
     _, lines = item
     # Sorted: the same inputs give the same file, which diffs cleanly between runs.
-    metadata.write_bytes(path, "".join(line + "\n" for line in sorted(lines)).encode("utf-8"),
+    files.write_bytes(path, "".join(line + "\n" for line in sorted(lines)).encode("utf-8"),
                          "application/json")
 
 
@@ -354,9 +354,9 @@ def run(config, pipeline_options) -> dict:
         # Under the lock no other run is staging: every older staging folder is a leftover of
         # an interrupted run, never reused.
         staging_root = labels.join(config.output_dir, metadata.STAGING_DIR)
-        metadata.remove_tree(staging_root)
+        files.remove_tree(staging_root)
         stats = _run_locked(config, pipeline_options, labels.join(staging_root, held.run_id))
-        metadata.remove_tree(staging_root)
+        files.remove_tree(staging_root)
         return stats
 
 
