@@ -14,7 +14,7 @@ from pathlib import Path
 
 # The URI rules live in contract.cloud (preprocessing checks them too); deploy's modules use
 # them as gcs.*.
-from contract.cloud import PREFIX, is_gs, join, parse, require_gs  # noqa: E402, F401
+from contract.cloud import PREFIX, is_gs, join, parse, require_gs  # noqa: F401
 
 
 def client(project: str | None = None):
