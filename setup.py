@@ -66,6 +66,7 @@ setup(
             "pytest>=8",
             "pytest-timeout>=2.3",
             "ruff>=0.6",
+            "import-linter>=2.1",  # make lint: the layers in pyproject.toml
             "gcp-storage-emulator>=2024.8.3",
             "pyyaml>=6",
             *CLOUD,

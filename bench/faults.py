@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench import fault_inputs as fi
+from contract import stats as stats_file
 
 PY = sys.executable
 _SERVE = ("import sys, tensorflow as tf\n"
@@ -121,12 +121,12 @@ def _write_csv(path: Path, rows: list[list[str]], newline: str = "\n") -> Path:
     return path
 
 
-def _stats(out: Path) -> dict:
-    return json.loads((out / "stats.json").read_text())
+def _stats(out: Path) -> stats_file.Stats:
+    return stats_file.read(str(out))
 
 
 def _records(out: Path) -> int:
-    return sum(s["count"] for s in _stats(out)["splits"].values())
+    return sum(s.count for s in _stats(out).splits.values())
 
 
 def published_consistently(out: Path) -> str:
@@ -135,15 +135,15 @@ def published_consistently(out: Path) -> str:
         return "no stats.json"
     stats = _stats(out)
     expected = set()
-    for split, s in stats["splits"].items():
-        names = [f"{split}-{i:05d}-of-{s['num_shards']:05d}" for i in range(s["num_shards"])]
+    for split, s in stats.splits.items():
+        names = [f"{split}-{i:05d}-of-{s.num_shards:05d}" for i in range(s.num_shards)]
         expected.update(names)
         sizes = [(out / n).stat().st_size if (out / n).exists() else -1 for n in names]
-        if -1 in sizes or sum(sizes) != s["num_bytes"]:
+        if -1 in sizes or sum(sizes) != s.num_bytes:
             return f"{split}: shard files missing or bytes differ from stats.json"
         counts = [len(fi.tfrecord_offsets((out / n).read_bytes())) for n in names]
-        if counts != s["shard_lengths"]:
-            return f"{split}: records {counts} != stats.json {s['shard_lengths']}"
+        if tuple(counts) != s.shard_lengths:
+            return f"{split}: records {counts} != stats.json {list(s.shard_lengths)}"
     present = {p.name for p in out.glob("*-of-*")}
     return f"foreign shards {sorted(present - expected)}" if present - expected else ""
 
@@ -161,7 +161,7 @@ def case_outside(b: Bench, base: Path) -> Row:
     o = row.count(b.preprocess(_write_csv(case / "labels.csv", rows), images, case / "out"))
     row.tried += len(hostile) - 1
     if o.code == 0:
-        records, rejects = _records(case / "out"), sum(_stats(case / "out")["rejects"].values())
+        records, rejects = _records(case / "out"), sum(_stats(case / "out").rejects.values())
         row.outside += max(0, records - (len(good) - 1))
         if rejects != len(hostile):
             row.fail(f"{len(hostile)} hostile rows, {rejects} dead letters")
@@ -302,7 +302,7 @@ def case_labels(b: Bench, base: Path, model: Path) -> Row:
     o = row.count(b.preprocess(labels, spaced, case / "spaced_out"))
     if o.code != 0 or _records(case / "spaced_out") != 1:
         row.fail("a name with spaces lost, or '1_0' read as an age")
-    elif _stats(case / "spaced_out")["rejects"].get("bad_age") != 1:
+    elif _stats(case / "spaced_out").rejects.get("bad_age") != 1:
         row.fail("'1_0' read as an age (and the spaced name lost)")
     return row
 

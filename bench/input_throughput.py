@@ -25,7 +25,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from preprocessing import fake_records, schema  # noqa: E402
+from contract import stats as stats_file  # noqa: E402
+from preprocessing import fake_records  # noqa: E402
 from trainer import data  # noqa: E402
 from trainer.augment import AugmentConfig  # noqa: E402
 
@@ -114,7 +115,7 @@ def main(argv=None) -> None:
     fake_records.write_dataset(args.work_dir, image_size=args.image_size,
                                counts={"train": args.num_records}, shards=args.num_shards,
                                draw=fake_records.drawn_face)
-    written = schema.load_stats(args.work_dir)["splits"]["train"]
+    written = stats_file.read(args.work_dir).splits["train"]
     print(f"wrote {args.num_records} records in {args.num_shards} shards to {args.work_dir} "
           f"(mean record {written['num_bytes'] / written['count'] / 1024:.1f} KiB)")
 

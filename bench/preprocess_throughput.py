@@ -26,7 +26,8 @@ import statistics
 import tempfile
 import time
 
-from preprocessing import images, metadata, options, pipeline, records, schema
+from contract import schema
+from preprocessing import images, metadata, options, pipeline, records
 
 _CONFIG: images.ImageConfig | None = None
 

@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench import baselines  # noqa: E402
-from preprocessing import schema  # noqa: E402
+from contract import schema  # noqa: E402
+from contract import stats as stats_file  # noqa: E402
 from trainer import evaluate, metrics  # noqa: E402
 
 # The CPU recipe measured (README "Quality benchmark"): MobileNetV3-Small from scratch (ImageNet
@@ -104,9 +105,9 @@ def _history_seconds(model_dir: Path) -> list[float]:
 
 def plan_epochs(data_dir: Path, work: Path, budget_s: float, recipe) -> tuple[int, dict]:
     """Epochs that fit the budget, from a short calibration run of the same recipe."""
-    stats = schema.load_stats(str(data_dir))
-    n_train = stats["splits"]["train"]["count"]
-    n_val = stats["splits"]["validation"]["count"]
+    stats = stats_file.read(str(data_dir))
+    n_train = stats.splits["train"].count
+    n_val = stats.splits["validation"].count
     batch = int(next(a.split("=")[1] for a in recipe if a.startswith("--batch_size=")))
     started = time.time()
     cal_dir = _empty(work / "calibration")
@@ -214,12 +215,12 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     recipe = (*RECIPE, *args.extra_trainer_flags.split())
     data_dir = preprocess(raw, work, args.image_size, args.max_images)
-    stats = schema.load_stats(str(data_dir))
+    stats = stats_file.read(str(data_dir))
 
     budget = args.time_budget_minutes * 60
     run_info = {"recipe": list(recipe), "image_size": args.image_size,
                 "budget_minutes": args.time_budget_minutes,
-                "counts": {s: v["count"] for s, v in stats["splits"].items()}}
+                "counts": {s: v.count for s, v in stats.splits.items()}}
     if args.reuse_model:  # evaluate and compare again without retraining
         model_dir = work / "model"
         with open(model_dir / "config.json") as f:
@@ -238,7 +239,7 @@ def main(argv=None) -> int:
                                       str(work / f"eval_{split}"), tta_flip=True)
              for split in ("validation", "test")}
     rows = [_row("face-age (this recipe, flip TTA)", evals["test"], evals["validation"])]
-    extras = list(stats.get("extra_columns") or [])
+    extras = list(stats.extra_columns)
 
     # Baselines on the very same faces.
     feats = {s: baselines.thumbnails(str(data_dir), s, image_size=args.image_size)

@@ -28,7 +28,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from preprocessing import fake_records, schema  # noqa: E402
+from contract import stats as stats_file  # noqa: E402
+from preprocessing import fake_records  # noqa: E402
 from trainer import train  # noqa: E402
 from trainer.config import Config  # noqa: E402
 
@@ -70,7 +71,7 @@ def main(argv=None) -> None:
     epoch_rate = float(np.median([r["images_per_second"] for r in rows[1:]]))
 
     strategy = tf.distribute.get_strategy()
-    plan = train.make_plan(config, schema.load_stats(work), 1)
+    plan = train.make_plan(config, stats_file.read(work), 1)
     model = train.build(config, plan, strategy)
     train.compile_stage(model, config, plan, "fine_tune", args.epochs, strategy)
     n = args.batch_size * args.steps

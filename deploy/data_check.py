@@ -7,11 +7,10 @@ fails here, before any machine is provisioned, and not at its first epoch.
 
 from __future__ import annotations
 
-import json
-
 from contract import sharding
+from contract import stats as stats_file
 from deploy import gcs, specs
-from preprocessing import schema, split
+from preprocessing import split
 
 # The splits every input pipeline reads (trainer.train.make_datasets): the test split is read
 # by trainer.evaluate alone, on one machine.
@@ -23,15 +22,13 @@ def input_pipelines(job: specs.TrainingJob) -> int:
     return job.replica_count if job.strategy == "multi_worker_mirrored" else 1
 
 
-def problems(stats: dict, pipelines: int, stats_uri: str = "stats.json") -> list[str]:
+def problems(stats: stats_file.Stats, pipelines: int, stats_uri: str = "stats.json"
+             ) -> list[str]:
     """What stops ``pipelines`` input pipelines from reading the data ``stats`` describes."""
-    splits = stats.get("splits")
-    if not isinstance(splits, dict):
-        return [f"{stats_uri} has no 'splits': is it preprocessing.run's stats.json?"]
     out = []
     for name in PIPELINE_SPLITS:
-        entry = splits.get(name) or {}
-        count, shards = int(entry.get("count", 0)), entry.get("num_shards")
+        entry = stats.split(name) or stats_file.SplitStats(0)
+        count, shards = entry.count, entry.num_shards
         if shards is None:
             out.append(f"{stats_uri} records no shard count for {name!r} (an older "
                        "preprocessing.run): rerun preprocessing")
@@ -50,21 +47,15 @@ def problems(stats: dict, pipelines: int, stats_uri: str = "stats.json") -> list
     return out
 
 
-def read_stats(data_dir: str) -> tuple[str, dict]:
-    """(URI, parsed DATA_DIR/stats.json); FileNotFoundError or ValueError naming the file."""
-    uri = gcs.join(data_dir, schema.STATS_FILE)
+def read_stats(data_dir: str) -> tuple[str, stats_file.Stats]:
+    """(URI, DATA_DIR/stats.json); FileNotFoundError or ValueError naming the file."""
+    uri = gcs.join(data_dir, stats_file.FILE)
     try:
         text = gcs.read_text(uri)
     except FileNotFoundError:
         raise FileNotFoundError(f"{uri} not found: is the trainer's --data_dir the output_dir of "
                                 "preprocessing.run?") from None
-    try:
-        stats = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{uri} is not valid JSON ({e})") from None
-    if not isinstance(stats, dict):
-        raise ValueError(f"{uri} is not a JSON object")
-    return uri, stats
+    return uri, stats_file.Stats.from_json(text, uri)
 
 
 def check(job: specs.TrainingJob, data_dir: str) -> None:

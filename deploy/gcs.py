@@ -1,8 +1,6 @@
 """Small gs:// helpers: parse and require gs:// URIs, upload, download, read, check existence.
 
-Cloud machines (Vertex AI replicas, Dataflow workers, the serving container) cannot see the
-submitting laptop's disk, so every path they read or write must be a gs:// URI; ``require_gs``
-turns a local path there into an error that names the flag before anything is sent.
+URI checks (``require_gs``: cloud machines cannot read the laptop's disk) are contract.cloud's.
 
 The client honours ``STORAGE_EMULATOR_HOST`` (the local gcp-storage-emulator the tests run):
 google-cloud-storage already routes requests there, but would still look for real credentials,
@@ -12,45 +10,11 @@ so anonymous ones are used when the emulator is set.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
-PREFIX = "gs://"
-# Bucket names: 3-63 chars of lowercase letters, digits, '-', '_' and '.', starting and ending
-# with a letter or digit (the Cloud Storage naming rules, minus the dotted-name length details).
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
-
-
-def is_gs(path: str | None) -> bool:
-    return bool(path) and str(path).startswith(PREFIX)
-
-
-def parse(uri: str, flag: str = "path") -> tuple[str, str]:
-    """``gs://bucket/a/b`` -> ``("bucket", "a/b")``; errors name ``flag``."""
-    if not is_gs(uri):
-        raise ValueError(f"--{flag}={uri!r} is not a gs:// URI")
-    bucket, _, blob = uri[len(PREFIX):].partition("/")
-    if not _BUCKET.match(bucket):
-        raise ValueError(f"--{flag}={uri!r}: {bucket!r} is not a valid bucket name")
-    return bucket, blob
-
-
-def require_gs(value: str | None, flag: str, what: str = "cloud machines") -> str:
-    """Returns ``value`` if it is a well-formed gs:// URI, else raises naming ``--flag``."""
-    if not value:
-        raise ValueError(f"--{flag} is required (a gs:// URI)")
-    if not is_gs(value):
-        raise ValueError(f"--{flag}={value!r} must be a gs:// URI: {what} cannot read a local "
-                         f"path (copy it first, e.g. `gcloud storage cp -r {value} gs://BUCKET/`)")
-    parse(value, flag)
-    return value
-
-
-def join(uri: str, *parts: str) -> str:
-    out = uri.rstrip("/")
-    for part in parts:
-        out += "/" + part.strip("/")
-    return out
+# The URI rules live in contract.cloud (preprocessing checks them too); deploy's modules use
+# them as gcs.*.
+from contract.cloud import PREFIX, is_gs, join, parse, require_gs  # noqa: F401
 
 
 def client(project: str | None = None):

@@ -15,13 +15,12 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
+from contract.cloud import check_project_region  # also used as specs.* by deploy.serve
 from deploy import gcs, image_kind, machines, trainer_args
 
 REDUCTION_SERVER_IMAGE = "us-docker.pkg.dev/vertex-ai-restricted/training/reductionserver:latest"
 TRAINER_COMMAND = ("python", "-m", "trainer.task")
 DEFAULT_METRIC = "val_mae"  # the hypertune tag the trainer reports after each epoch
-_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DISPLAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -60,18 +59,6 @@ def strategy_for(hardware: machines.Hardware, replica_count: int) -> str:
     if replica_count > 1:
         return "multi_worker_mirrored"
     return "mirrored" if hardware.kind == "gpu" else "one_device"
-
-
-def check_project_region(project: str | None, region: str | None) -> None:
-    if not project:
-        raise ValueError("--project is required (the Google Cloud project ID)")
-    if not _PROJECT.match(project):
-        raise ValueError(f"--project={project!r} is not a project ID (6-30 lowercase letters, "
-                         "digits and hyphens, starting with a letter)")
-    if not region:
-        raise ValueError("--region is required (e.g. us-central1)")
-    if not _REGION.match(region):
-        raise ValueError(f"--region={region!r} is not a region name like us-central1")
 
 
 def make_job(*, project, region, display_name, image_uri, machine_type, accelerator_type="",

@@ -15,6 +15,7 @@ The trainer has no train-fraction flag; this keeps that concern out of it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -24,7 +25,8 @@ from fractions import Fraction
 import numpy as np
 import tensorflow as tf
 
-from preprocessing import schema
+from contract import schema
+from contract import stats as stats_file
 from trainer import data
 
 
@@ -38,14 +40,14 @@ def keep(index: int, fraction: float) -> bool:
     return math.floor((index + 1) * f) > math.floor(index * f)
 
 
-def subset(data_dir: str, output_dir: str, train_fraction: float) -> dict:
-    """Writes the subset DATA_DIR; returns its stats.json content."""
+def subset(data_dir: str, output_dir: str, train_fraction: float) -> stats_file.Stats:
+    """Writes the subset DATA_DIR; returns its stats.json."""
     if not 0 < train_fraction <= 1:
         raise ValueError(f"--train_fraction={train_fraction}: must be in (0, 1]")
-    stats = schema.load_stats(data_dir)
+    stats = stats_file.read(data_dir)
     tf.io.gfile.makedirs(output_dir)
     out = output_dir.rstrip("/")
-    max_age = int(stats.get("max_age") or 120)
+    max_age = int(stats.max_age) or 120
     histogram = np.zeros(max_age + 1, np.int64)
     kept = seen = 0
     files = data.list_files(data_dir, "train")
@@ -67,13 +69,12 @@ def subset(data_dir: str, output_dir: str, train_fraction: float) -> dict:
     for split in ("validation", "test"):
         for path in data.list_files(data_dir, split):
             _link_or_copy(path, f"{out}/{path.rsplit('/', 1)[-1]}")
-    stats = dict(stats)
-    stats["splits"] = dict(stats["splits"])
-    stats["splits"]["train"] = {"count": kept, "num_shards": len(files),
-                                "age_histogram": histogram.tolist()}
-    stats["subset_of"] = {"data_dir": data_dir, "train_fraction": train_fraction}
-    with tf.io.gfile.GFile(f"{out}/{schema.STATS_FILE}", "w") as f:
-        json.dump(stats, f, indent=2)
+    train = stats_file.SplitStats(count=kept, num_shards=len(files),
+                                  age_histogram=tuple(histogram.tolist()))
+    stats = dataclasses.replace(stats, splits={**stats.splits, "train": train}, subset_of={
+        "data_dir": data_dir, "train_fraction": train_fraction})
+    with tf.io.gfile.GFile(f"{out}/{stats_file.FILE}", "w") as f:
+        f.write(stats.to_json())
     return stats
 
 
@@ -95,7 +96,7 @@ def main(argv):
 
     f = flags.FLAGS
     stats = subset(f.data_dir, f.output_dir, f.train_fraction)
-    print(json.dumps({"train_count": stats["splits"]["train"]["count"], **stats["subset_of"]}))
+    print(json.dumps({"train_count": stats.splits["train"].count, **stats.subset_of}))
 
 
 if __name__ == "__main__":

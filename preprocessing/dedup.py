@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from preprocessing import reasons
+from contract import reasons
 from preprocessing.labels import rejection
 
 

@@ -25,7 +25,9 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from PIL import Image
 
-from preprocessing import images, metadata, schema, synthetic_faces
+from contract import schema
+from contract import stats as stats_file
+from preprocessing import images, metadata, synthetic_faces
 
 JPEG_QUALITY = 90
 MIN_AGE, MAX_AGE = 1.0, 90.0  # ages are drawn uniformly from [MIN_AGE, MAX_AGE)
@@ -95,7 +97,8 @@ def write_dataset(out_dir, *, image_size: int = 32, counts: Mapping[str, int] | 
             summaries.append(metadata.shard_summary(
                 split, index, shards, ages[index::shards], metadata.write_tfrecords(path, payload),
                 max_age))
-    stats = {"image_size": image_size, "extra_columns": [], "max_age": max_age,
-             "splits": metadata.split_stats(summaries, max_age)}
-    metadata.write_json(f"{out.rstrip('/')}/{schema.STATS_FILE}", stats)
+    # The pipeline's defaults for what this writer does not vary: the framing and the limits.
+    metadata.write_stats(out, stats_file.Stats.from_dict(
+        {"image_size": image_size, "max_age": max_age, "jpeg_quality": JPEG_QUALITY,
+         "splits": metadata.split_stats(summaries, max_age)}, f"{out}/{stats_file.FILE}"))
     return out

@@ -2,7 +2,7 @@
 
 Nothing here knows about Beam or files: the pipeline's DoFn and the benchmark's plain loop both
 call ``process`` on bytes, and the tests call every step directly. A broken input raises
-``ImageError`` whose ``reason`` is a code from ``preprocessing.reasons``.
+``ImageError`` whose ``reason`` is a code from ``contract.reasons``.
 
 Order of operations, and why:
 1. Guard the pixel count and the aspect ratio from the header *before* decoding, so a
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import struct
 import warnings
 from dataclasses import dataclass
@@ -28,10 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from contract import limits
-from preprocessing import reasons
+from contract import limits, reasons
+from contract.framing import RESIZE_MODES, draft_size
 
-RESIZE_MODES = ("crop", "pad")
 _SIZE_REASONS = {limits.PIXELS: reasons.TOO_MANY_PIXELS,
                  limits.ASPECT: reasons.EXTREME_ASPECT_RATIO}
 # Transparent pixels are composited onto white: cut-out portraits are usually shown on white.
@@ -39,7 +37,7 @@ _BACKGROUND = (255, 255, 255)
 
 
 class ImageError(ValueError):
-    """An input that cannot become a record; ``reason`` is a preprocessing.reasons code."""
+    """An input that cannot become a record; ``reason`` is a contract.reasons code."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
@@ -182,8 +180,7 @@ def brightness(grey: np.ndarray) -> float:
 
 def process(data: bytes, config: ImageConfig) -> ProcessedImage:
     """The whole per-image stage: bytes -> ProcessedImage, or ImageError naming the reason."""
-    # Decode at least size/(1 - 2*margin) pixels so the trimmed crop still covers the target.
-    draft = math.ceil(config.image_size / max(1e-6, 1.0 - 2.0 * config.margin))
+    draft = draft_size(config.image_size, config.margin)
     # The pixel guard needs the header size, so read it from the undrafted open inside decode.
     image = decode(data, config.max_pixels, draft_size=draft,
                    max_aspect_ratio=config.max_aspect_ratio)

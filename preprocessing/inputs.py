@@ -16,14 +16,14 @@ import functools
 import os
 import stat
 
-from preprocessing import reasons
+from contract import reasons
 
 OUTSIDE = "the name resolves outside the --images folder; only files under it are read"
 NOT_REGULAR = "not a regular file (a folder, pipe, device or socket); only files are read"
 
 
 class Refused(ValueError):
-    """An input this job does not read; ``reason`` is a preprocessing.reasons code."""
+    """An input this job does not read; ``reason`` is a contract.reasons code."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from preprocessing import reasons
+from contract import reasons
 
 FORMATS = ("csv", "utkface", "appa_real")
 FILE_COLUMN = "file_name"

@@ -7,7 +7,7 @@ pipeline succeeded, and every staged shard matches the run's stats.json (names a
 interrupted run safe:
 
 1. delete OUT/stats.json and the TFDS metadata first: from now on OUT reads as "incomplete"
-   (``schema.load_stats`` and ``tfds.builder_from_directory`` fail with a clear error) instead
+   (``contract.stats.read`` and ``tfds.builder_from_directory`` fail with a clear error) instead
    of silently mixing two runs;
 2. delete every old ``{split}-*-of-*`` shard and the old errors/;
 3. move the new shards and errors in;
@@ -15,21 +15,21 @@ interrupted run safe:
 
 A rerun after an interruption at any point starts by deleting the stale staging folder and
 redoes the job from the inputs, so no shard of an earlier run can survive into a later one.
-All file IO goes through Beam's FileSystems, so OUT may be local or gs://.
+All file IO goes through Beam's FileSystems (contract.files), so OUT may be local or gs://.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import struct
 from collections.abc import Iterable
 
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from preprocessing import schema
+from contract import files, schema
+from contract import stats as stats_file
 from preprocessing.labels import join
 
 STAGING_DIR = ".staging"
@@ -60,19 +60,11 @@ def write_tfrecords(path: str, payloads: Iterable[bytes]) -> int:
 
 def write_frames(path: str, frames: Iterable[bytes]) -> int:
     """Writes already framed records (``tfrecord_frames``) as one file; returns its size."""
-    return write_bytes(path, b"".join(frames))
-
-
-def write_bytes(path: str, data: bytes, mime_type: str = "application/octet-stream") -> int:
-    """Writes one file, local or gs://, as-is whatever its name ends with; returns its size."""
-    with FileSystems.create(path, mime_type=mime_type,
-                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(data)
-    return len(data)
+    return files.write_bytes(path, b"".join(frames))
 
 
 def age_histogram(ages: Iterable[float], max_age: float) -> list[int]:
-    """Counts of floor(age) for 0..max_age (the stats.json layout in schema.py)."""
+    """Counts of floor(age) for 0..max_age (``contract.stats.SplitStats.age_histogram``)."""
     counts = [0] * (int(max_age) + 1)
     for age in ages:
         counts[min(int(age), len(counts) - 1)] += 1
@@ -146,36 +138,46 @@ def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_
         "group_by": config.group_by,
         "id": "first 32 hex digits of the SHA-256 of the original image file's bytes",
     }
-    write_json(join(directory, schema.STATS_FILE), stats)
+    write_stats(directory, stats_file.Stats.from_dict(stats, join(directory, stats_file.FILE)))
+
+
+def write_stats(directory: str, stats: stats_file.Stats) -> None:
+    """DIRECTORY/stats.json (local or gs://), in the layout ``contract.stats`` reads."""
+    files.write_bytes(join(directory, stats_file.FILE), stats.to_json().encode("utf-8"),
+                "application/json")
 
 
 class StagingError(RuntimeError):
     """The staged shards are not the ones the run's stats.json describes."""
 
 
-def publish(staging: str, output_dir: str, image_size: int, extra_columns) -> dict:
+def publish(staging: str, output_dir: str, image_size: int,
+            extra_columns) -> stats_file.Stats:
     """Replaces OUT's previous output with the staged one (order: see the module docstring)."""
-    stats = read_json(join(staging, schema.STATS_FILE))
+    staged = stats_file.read(staging)
+    stats = staged.to_dict()
     for name, entry in stats["splits"].items():
         for index, count in enumerate(entry["shard_lengths"]):
             if count == 0:  # hashing left this shard empty; TFDS still expects the file
                 write_tfrecords(join(staging, schema.shard_name(name, index, entry["num_shards"])),
                                 [])
     shards = verify_staged(staging, stats)
-    delete([join(output_dir, n) for n in (schema.STATS_FILE, *_TFDS_FILES)])
-    delete(_matching(join(output_dir, schema.SHARD_GLOB.format(split=s)) for s in schema.SPLITS))
-    remove_tree(join(output_dir, schema.ERRORS_DIR))
-    errors = _matching([join(staging, schema.ERRORS_DIR) + "/*.jsonl"])
-    _mkdirs(join(output_dir, schema.ERRORS_DIR))
+    files.delete([join(output_dir, n) for n in (schema.STATS_FILE, *_TFDS_FILES)])
+    files.delete(files.matching(join(output_dir, schema.SHARD_GLOB.format(split=s))
+                                for s in schema.SPLITS))
+    files.remove_tree(join(output_dir, schema.ERRORS_DIR))
+    errors = files.matching([join(staging, schema.ERRORS_DIR) + "/*.jsonl"])
+    files.mkdirs(join(output_dir, schema.ERRORS_DIR))
     FileSystems.rename(shards + errors,
                        [join(output_dir, os.path.basename(p)) for p in shards]
                        + [join(output_dir, schema.ERRORS_DIR, os.path.basename(p))
                           for p in errors])
 
-    stats["tfds_metadata"] = write_tfds_metadata(output_dir, stats, image_size, extra_columns)
-    write_json(join(output_dir, schema.STATS_FILE), stats)
-    remove_tree(staging)
-    return stats
+    published = dataclasses.replace(staged, tfds_metadata=write_tfds_metadata(
+        output_dir, stats, image_size, extra_columns))
+    write_stats(output_dir, published)
+    files.remove_tree(staging)
+    return published
 
 
 def verify_staged(staging: str, stats: dict) -> list[str]:
@@ -225,41 +227,7 @@ def write_tfds_metadata(output_dir: str, stats: dict, image_size: int, extra_col
                     "shardLengths": [str(n) for n in s["shard_lengths"]]}
                    for name, s in stats["splits"].items() if s["count"]],
     }
-    write_json(join(output_dir, _FEATURES), schema.tfds_features_json(image_size, extra_columns))
-    write_json(join(output_dir, _DATASET_INFO), info)
+    files.write_json(join(output_dir, _FEATURES),
+                     schema.tfds_features_json(image_size, extra_columns))
+    files.write_json(join(output_dir, _DATASET_INFO), info)
     return "written"
-
-
-def write_json(path: str, value) -> None:
-    write_bytes(path, json.dumps(value, indent=2, sort_keys=True).encode("utf-8"),
-                "application/json")
-
-
-def read_json(path: str):
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return json.loads(f.read().decode("utf-8"))
-
-
-def delete(paths: list[str]) -> None:
-    existing = [p for p in paths if FileSystems.exists(p)]
-    if existing:
-        FileSystems.delete(existing)
-
-
-def remove_tree(directory: str) -> None:
-    """Deletes a folder and everything in it (no-op when absent), local or gs://."""
-    if not directory.startswith("gs://"):
-        if os.path.isdir(directory):
-            FileSystems.delete([directory])
-        return
-    delete(_matching([directory.rstrip("/") + "/**"]))
-
-
-def _matching(patterns: Iterable[str]) -> list[str]:
-    results = FileSystems.match(list(patterns))
-    return sorted(m.path for r in results for m in r.metadata_list)
-
-
-def _mkdirs(directory: str) -> None:
-    if not directory.startswith("gs://"):  # GCS has no folders to create
-        os.makedirs(directory, exist_ok=True)

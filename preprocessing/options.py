@@ -15,9 +15,10 @@ import os
 import re
 from dataclasses import dataclass
 
-from contract import limits
-from preprocessing import labels, schema
-from preprocessing.images import RESIZE_MODES, ImageConfig
+from contract import limits, schema
+from contract.framing import RESIZE_MODES, margin_problem
+from preprocessing import labels
+from preprocessing.images import ImageConfig
 
 # The job's flags that name data: Dataflow workers must reach them, so they must be gs://.
 DATA_FLAGS = ("labels", "images", "output_dir")
@@ -138,8 +139,8 @@ def validate(config: JobConfig) -> None:
         raise OptionsError(f"--image_size={image.image_size}: expected 8..4096")
     if not 1 <= image.jpeg_quality <= 100:
         raise OptionsError(f"--jpeg_quality={image.jpeg_quality}: expected 1..100")
-    if not 0.0 <= image.margin < 0.5:
-        raise OptionsError(f"--margin={image.margin}: expected 0 <= margin < 0.5")
+    if margin_problem(image.margin):
+        raise OptionsError(f"--margin={image.margin}: {margin_problem(image.margin)}")
     if image.max_pixels <= 0:
         raise OptionsError(f"--max_pixels={image.max_pixels}: expected > 0")
     if not (math.isfinite(image.max_aspect_ratio) and image.max_aspect_ratio >= 1):
@@ -220,20 +221,19 @@ def validate_pipeline_options(pipeline_options, paths: dict, cwd: str | os.PathL
     runner = pipeline_options.view_as(StandardOptions).runner or "DirectRunner"
     if "dataflow" not in runner.lower():
         return
-    # deploy owns the rules for project IDs, region names and gs:// URIs (Vertex AI jobs check
-    # the same ones); both modules are light, standard-library-only imports.
-    from deploy import gcs, specs
+    # The rules for project IDs, region names and gs:// URIs that Vertex AI jobs check too.
+    from contract import cloud as rules
 
     cloud, setup = pipeline_options.view_as(GoogleCloudOptions), pipeline_options.view_as(
         SetupOptions)
     try:
-        specs.check_project_region(cloud.project, cloud.region)
-        gcs.require_gs(cloud.temp_location, "temp_location", "Dataflow")
+        rules.check_project_region(cloud.project, cloud.region)
+        rules.require_gs(cloud.temp_location, "temp_location", "Dataflow")
         if cloud.staging_location:
-            gcs.require_gs(cloud.staging_location, "staging_location", "Dataflow")
+            rules.require_gs(cloud.staging_location, "staging_location", "Dataflow")
         for name in DATA_FLAGS:
             if paths.get(name):
-                gcs.require_gs(paths[name], name, "Dataflow workers")
+                rules.require_gs(paths[name], name, "Dataflow workers")
     except ValueError as e:
         raise OptionsError(str(e)) from None
     if cloud.job_name and not _JOB_NAME.match(cloud.job_name):

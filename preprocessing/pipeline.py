@@ -32,7 +32,8 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
-from contract import limits
+from contract import files, limits, reasons, schema
+from contract import stats as stats_file
 from preprocessing import (
     dedup,
     fragments,
@@ -41,10 +42,8 @@ from preprocessing import (
     labels,
     lock,
     metadata,
-    reasons,
     records,
     runners,
-    schema,
     split,
 )
 from preprocessing import plan as shard_plan
@@ -297,7 +296,7 @@ def _count_reason(reject):
 def _write_errors(item, path: str) -> None:
     _, lines = item
     # Sorted: the same inputs give the same file, which diffs cleanly between runs.
-    metadata.write_bytes(path, "".join(line + "\n" for line in sorted(lines)).encode("utf-8"),
+    files.write_bytes(path, "".join(line + "\n" for line in sorted(lines)).encode("utf-8"),
                          "application/json")
 
 
@@ -355,9 +354,9 @@ def run(config, pipeline_options) -> dict:
         # Under the lock no other run is staging: every older staging folder is a leftover of
         # an interrupted run, never reused.
         staging_root = labels.join(config.output_dir, metadata.STAGING_DIR)
-        metadata.remove_tree(staging_root)
+        files.remove_tree(staging_root)
         stats = _run_locked(config, pipeline_options, labels.join(staging_root, held.run_id))
-        metadata.remove_tree(staging_root)
+        files.remove_tree(staging_root)
         return stats
 
 
@@ -369,32 +368,32 @@ def _run_locked(config, pipeline_options, staging: str) -> dict:
     result = p.run()
     result.wait_until_finish()
     seconds = time.monotonic() - started
-    staged = metadata.read_json(labels.join(staging, schema.STATS_FILE))
-    if not any(s["count"] for s in staged["splits"].values()):
+    staged = stats_file.read(staging)
+    if not any(s.count for s in staged.splits.values()):
         # Checked before publish: a mistaken rerun (say a wrong --images, every row a
         # missing_file) must not replace a previous good output with nothing. Its dead letters
         # stay in staging, where the message points; the next run clears them.
         _log.info("%s", summary_line(result, staged, seconds))
         raise NoValidRecordsError(
-            f"no valid records: all {staged['inputs']} inputs were rejected "
-            f"({_reasons_text(staged['rejects'])}); one line per input with its reason is in "
+            f"no valid records: all {staged.inputs} inputs were rejected "
+            f"({_reasons_text(staged.rejects)}); one line per input with its reason is in "
             f"{labels.join(staging, schema.ERRORS_DIR)}/; nothing was published, so "
             f"{config.output_dir} keeps its previous output (if any)")
     stats = metadata.publish(staging, config.output_dir, config.image.image_size, extra_columns)
     _log.info("%s", summary_line(result, stats, seconds))
-    return stats
+    return stats.to_dict()
 
 
 def _reasons_text(rejects: dict) -> str:
     return ", ".join(f"{reason}: {n}" for reason, n in sorted(rejects.items())) or "none"
 
 
-def summary_line(result, stats: dict, seconds: float) -> str:
+def summary_line(result, stats: stats_file.Stats, seconds: float) -> str:
     """One console line from the Beam counters and stats.json."""
     counters = {c.key.metric.name: c.committed for c in
                 result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]}
     rejected = {k[len("rejected_"):]: v for k, v in counters.items() if k.startswith("rejected_")}
-    splits = ", ".join(f"{name} {s['count']}" for name, s in stats["splits"].items())
+    splits = ", ".join(f"{name} {s.count}" for name, s in stats.splits.items())
     return (f"read {counters.get('read', 0)} inputs, wrote {counters.get('written', 0)} records "
-            f"({splits}), merged {stats['duplicates_merged']} exact duplicates, rejected "
+            f"({splits}), merged {stats.duplicates_merged} exact duplicates, rejected "
             f"{sum(rejected.values())} ({_reasons_text(rejected)}) in {seconds:.1f} s")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from preprocessing import schema, split
+from contract import schema
+from preprocessing import split
 from preprocessing.images import ProcessedImage
 
 

@@ -21,7 +21,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 
-from preprocessing import schema
+from contract import schema
 
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 # Aim for shards of ~128 MB, inside TFDS's recommended 100-200 MB, when --num_shards=0.

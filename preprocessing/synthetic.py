@@ -8,7 +8,7 @@ as in UTKFace) and DIR/manifest.json. The drawings (see ``preprocessing.syntheti
 a learnable visual age signal and ages skewed like UTKFace's (many 20-40, few 60+, some
 children); about 15 percent are Gaussian-blurred. On request the sample also holds broken entries
 (truncated JPEG, random bytes, empty file, missing file, bad ages) and duplicate images, and the
-manifest says which rejection reason (``preprocessing.reasons``) a correct preprocessing job must
+manifest says which rejection reason (``contract.reasons``) a correct preprocessing job must
 give each. The same seed gives the same bytes.
 """
 
@@ -28,7 +28,7 @@ from types import MappingProxyType
 import numpy as np
 from PIL import Image
 
-from preprocessing import reasons
+from contract import reasons
 from preprocessing import synthetic_faces as faces
 
 LABELS_FILE = "labels.csv"
@@ -56,7 +56,7 @@ _NOT_A_NUMBER = ("unknown", "n/a", "thirty", "?")
 class BrokenEntry:
     file_name: str
     kind: str  # a key of BROKEN_KINDS
-    reason: str  # the preprocessing.reasons code a correct pipeline gives it
+    reason: str  # the contract.reasons code a correct pipeline gives it
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""trainer.data: tiny TFRecord shards written with preprocessing.schema.encode, read back."""
+"""trainer.data: tiny TFRecord shards written with contract.schema.encode, read back."""
 
 import io
 import json
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from preprocessing import schema
+from contract import schema
 from trainer import data
 from trainer.augment import AugmentConfig
 

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from contract import sharding
+from contract.stats import Stats
 from deploy import data_check, gcs, specs
 from preprocessing import fake_records
 from trainer import data
@@ -49,16 +50,17 @@ def test_the_rule_is_the_one_the_trainers_reader_applies(tmp_path, num_files, pi
 def test_problems_name_the_fix():
     stats = {"splits": {"train": {"count": 800, "num_shards": 2},
                         "validation": {"count": 1, "num_shards": 1}}}
-    [train, validation] = data_check.problems(stats, 3)
+    [train, validation] = data_check.problems(Stats.from_dict(stats), 3)
     assert train.startswith("2 'train' shard(s) cannot feed 3 input pipelines")
     assert "1 would get none" in train
     assert "rerun preprocessing.run with --num_shards=3 or more" in train
     assert "--replica_count<=2" in train
     assert "only 1 record(s)" in validation and "--replica_count<=1" in validation
-    assert data_check.problems(stats, 1) == []
-    assert data_check.problems({"splits": {"train": {"count": 9}}}, 2)[0].endswith(
+    assert data_check.problems(Stats.from_dict(stats), 1) == []
+    assert data_check.problems(Stats.from_dict({"splits": {"train": {"count": 9}}}), 2)[0].endswith(
         "records no shard count for 'train' (an older preprocessing.run): rerun preprocessing")
-    assert "has no 'splits'" in data_check.problems({}, 2)[0]
+    with pytest.raises(ValueError, match="stats.json: field 'splits' is missing"):
+        Stats.from_dict({})
 
 
 def test_only_multi_worker_jobs_have_several_input_pipelines():

@@ -13,7 +13,7 @@ import tensorflow as tf
 from fixed_models import mean_colour_model
 from PIL import Image
 
-from preprocessing import schema
+from contract import schema
 from trainer import evaluate, export
 
 SIZE = 32

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from preprocessing import example_proto, schema
-from preprocessing.example_proto import BYTES, FLOAT
+from contract import example_proto, schema
+from contract.example_proto import BYTES, FLOAT
 
 
 def _tf_bytes(features):

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from preprocessing import fake_records, metadata, schema
+from contract import schema
+from contract import stats as stats_file
+from preprocessing import fake_records, metadata
 
 
 def _read(out_dir, split):
@@ -18,7 +20,7 @@ def _read(out_dir, split):
 def test_layout_stats_and_records_agree(tmp_path):
     out = fake_records.write_dataset(tmp_path / "data", image_size=32, shards=3,
                                      counts={"train": 10, "test": 4})
-    stats = schema.load_stats(out)
+    stats = stats_file.read(out).to_dict()
     train = stats["splits"]["train"]
     assert (stats["image_size"], stats["max_age"], stats["extra_columns"]) == (32, 100, [])
     assert (train["count"], train["num_shards"], train["shard_lengths"]) == (10, 3, [4, 3, 3])

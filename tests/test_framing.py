@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from contract.stats import Stats
 from preprocessing import images as pim
 from trainer import export, framing, predict
 
@@ -158,13 +159,14 @@ def test_plan_carries_the_records_framing_to_the_export():
     config = Config(data_dir="/d", model_dir="/m", batch_size=2)
     stats = {"image_size": 32, "max_age": 4,
              "splits": {"train": {"count": 4}, "validation": {"count": 2}}}
-    plan = train.make_plan(config, stats, 1)  # an output written before stats.json had them
+    # an output written before stats.json had them:
+    plan = train.make_plan(config, Stats.from_dict(stats), 1)
     assert (plan.resize, plan.margin) == framing.DEFAULT_FRAMING == ("crop", 0.0)
-    plan = train.make_plan(config, {**stats, "resize": "pad", "margin": 0.1}, 1)
+    plan = train.make_plan(config, Stats.from_dict({**stats, "resize": "pad", "margin": 0.1}), 1)
     assert (plan.resize, plan.margin) == ("pad", 0.1)
     assert "pad, margin 0.1" in plan.describe()
     with pytest.raises(ValueError, match=r"stats.json in '/d': resize='fit'"):
-        train.make_plan(config, {**stats, "resize": "fit"}, 1)
+        train.make_plan(config, Stats.from_dict({**stats, "resize": "fit"}), 1)
 
 
 def test_an_older_savedmodel_reads_as_the_old_centre_crop():
@@ -177,7 +179,7 @@ def test_an_older_savedmodel_reads_as_the_old_centre_crop():
 def test_evaluate_reports_the_framing_and_a_mismatch(tmp_path):
     import json
 
-    from preprocessing import schema
+    from contract import schema
     from trainer import evaluate
 
     data_dir = tmp_path / "data"

@@ -1,6 +1,7 @@
 """preprocessing.dedup: which copy of an exact duplicate is kept, on claims alone."""
 
-from preprocessing import dedup, reasons
+from contract import reasons
+from preprocessing import dedup
 
 
 def _claim(name, age, gender="1"):

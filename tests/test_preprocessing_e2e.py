@@ -12,7 +12,9 @@ import sys
 import pytest
 import tensorflow as tf
 
-from preprocessing import metadata, reasons, schema, synthetic
+from contract import reasons, schema
+from contract.files import read_json
+from preprocessing import metadata, synthetic
 from preprocessing import run as run_module
 
 IMAGE_SIZE = 32
@@ -340,7 +342,7 @@ def test_reads_and_writes_gs_paths_on_the_emulator(sample, first_run, gcs_bucket
     for m in shards:
         with FileSystems.open(m.path) as f:
             assert f.read() == first_run["files"][os.path.basename(m.path)]
-    assert metadata.read_json(out + "/stats.json")["splits"] == first_run["stats"]["splits"]
+    assert read_json(out + "/stats.json")["splits"] == first_run["stats"]["splits"]
     errors = FileSystems.match([out + "/errors/*.jsonl"])[0].metadata_list
     lines = []
     for m in errors:
@@ -351,8 +353,8 @@ def test_reads_and_writes_gs_paths_on_the_emulator(sample, first_run, gcs_bucket
     # The TFDS metadata goes through FileSystems too, and matches the local run's.
     assert stats["tfds_metadata"] == "written"
     for name in ("dataset_info.json", "features.json"):
-        assert metadata.read_json(f"{out}/{name}") == json.loads(
+        assert read_json(f"{out}/{name}") == json.loads(
             _read(os.path.join(first_run["out"], name))), name
-    info = metadata.read_json(out + "/dataset_info.json")
+    info = read_json(out + "/dataset_info.json")
     assert {s["name"]: [int(n) for n in s["shardLengths"]] for s in info["splits"]} == {
         name: s["shard_lengths"] for name, s in first_run["stats"]["splits"].items()}

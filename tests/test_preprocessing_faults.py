@@ -15,7 +15,8 @@ import time
 import pytest
 from PIL import Image
 
-from preprocessing import inputs, labels, lock, reasons, schema
+from contract import reasons, schema
+from preprocessing import inputs, labels, lock
 from preprocessing import run as run_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from preprocessing import images, reasons
+from contract import reasons
+from preprocessing import images
 
 CONFIG = images.ImageConfig(image_size=16)
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from preprocessing import labels, reasons
+from contract import reasons
+from preprocessing import labels
 
 
 def test_csv_keeps_extra_columns_and_rejects_rows_it_does_not_understand():

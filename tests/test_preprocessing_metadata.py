@@ -2,7 +2,8 @@
 
 import json
 
-from preprocessing import metadata, options, schema
+from contract import schema
+from preprocessing import metadata, options
 from preprocessing.images import ImageConfig
 
 

@@ -10,6 +10,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
+from contract import reasons, schema
 from preprocessing import (
     dedup,
     fragments,
@@ -18,8 +19,6 @@ from preprocessing import (
     labels,
     metadata,
     pipeline,
-    reasons,
-    schema,
 )
 from preprocessing import plan as shard_plan
 

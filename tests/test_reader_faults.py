@@ -19,7 +19,9 @@ import tensorflow as tf
 from fixed_models import mean_colour_model
 from PIL import Image
 
-from preprocessing import fake_records, schema
+from contract import schema
+from contract import stats as stats_file
+from preprocessing import fake_records
 from trainer import data, evaluate, export, shards
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +67,7 @@ def _edit_stats(out, edit):
 def test_intact_data_reads_every_record(out):
     assert _read_all(out) == COUNTS["test"]
     assert shards.check_files(str(out), "test", data.list_files(str(out), "test"),
-                              schema.load_stats(str(out))) == [13, 12, 12]
+                              stats_file.read(str(out))) == [13, 12, 12]
 
 
 def test_shard_truncated_at_a_record_boundary_is_named_before_reading(out):

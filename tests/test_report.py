@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from contract.stats import Stats
 from trainer import metrics, plots, report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,7 +45,7 @@ def _full_report(tmp_path):
     evaluation = metrics.evaluation_metrics(df, extra_columns=["gender"])
     worst = df.assign(err=(df.predicted_age - df.true_age).abs()).nlargest(8, "err")
     images = [np.full((32, 32, 3), 30 * i, np.uint8) for i in range(len(worst))]
-    pngs = report.build_plots(df, evaluation, stats=_stats(), history=_history(),
+    pngs = report.build_plots(df, evaluation, stats=Stats.from_dict(_stats()), history=_history(),
                               gallery=(images, worst))
     sections = report.evaluation_sections(evaluation, list(pngs))
     paths = report.write_report(str(tmp_path), title="Test report",

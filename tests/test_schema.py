@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from preprocessing import schema
+from contract import schema
 
 EXTRAS = ["gender", "subject"]
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, UnidentifiedImageError
 
-from preprocessing import reasons, synthetic
+from contract import reasons
+from preprocessing import synthetic
 from preprocessing.synthetic_faces import MAX_SAMPLE_AGE, age_probabilities
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from preprocessing import metadata, schema
+from contract import schema
+from preprocessing import metadata
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 24
@@ -118,7 +119,7 @@ out = sys.argv[1]
 staging = out + "/" + metadata.STAGING_DIR
 fake_records.write_dataset(staging, image_size={size}, counts={{"train": 5, "test": 2}}, shards=2)
 stats = metadata.publish(staging, out, {size}, [])
-print(json.dumps({{"tfds_metadata": stats["tfds_metadata"],
+print(json.dumps({{"tfds_metadata": stats.tfds_metadata,
                   "tf_modules": sorted(m for m in sys.modules if m.startswith("tensorflow"))}}))
 """
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from preprocessing import schema
+from contract import stats as stats_file
 from preprocessing.fake_records import write_dataset
 from trainer import distribution, precise_bn, train
 from trainer import model as model_lib
@@ -103,7 +103,7 @@ def _recalibrated_stats(data_dir, strategy_name, strategy):
     """
     config = Config(data_dir=data_dir, model_dir="unused", backbone="tiny", weights="none",
                     batch_size=8, deterministic=True, distribution_strategy=strategy_name)
-    plan = train.make_plan(config, schema.load_stats(data_dir), strategy.num_replicas_in_sync,
+    plan = train.make_plan(config, stats_file.read(data_dir), strategy.num_replicas_in_sync,
                            distribution.num_workers(strategy))
     keras.utils.set_random_seed(0)
     model = train.build(config, plan, strategy)

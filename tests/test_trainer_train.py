@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from preprocessing import schema
+from contract import stats as stats_file
 from preprocessing.fake_records import signal_image, write_dataset
 from trainer import data, distribution, export, framing, train
 from trainer import model as model_lib
@@ -48,7 +48,7 @@ def test_mirrored_two_replicas_first_step_loss_matches_one_device(data_dir, tmp_
                     sample_weighting="lds")
         strategy = (mirrored_strategy if name == "mirrored"
                     else distribution.create_strategy(name))
-        plan = train.make_plan(c, schema.load_stats(data_dir), strategy.num_replicas_in_sync)
+        plan = train.make_plan(c, stats_file.read(data_dir), strategy.num_replicas_in_sync)
         dataset = strategy.distribute_datasets_from_function(
             lambda ctx, plan=plan: data.build_dataset(
                 data_dir, "train", training=False, repeat=-1, input_context=ctx,

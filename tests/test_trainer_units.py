@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contract.stats import Stats
 from trainer import callbacks as cb
 from trainer import config as config_lib
 from trainer import distribution, losses, schedule, train, weighting
@@ -106,9 +107,9 @@ def test_initial_age_is_the_exact_train_mean():
     split = {"count": 4, "age_histogram": [0, 0, 2, 0, 2]}  # ages 2, 2, 4, 4
     stats = {"image_size": 32, "max_age": 4,
              "splits": {"train": split, "validation": {"count": 2}}}
-    assert train.make_plan(config, stats, 1).mean_age == pytest.approx(3.0)
+    assert train.make_plan(config, Stats.from_dict(stats), 1).mean_age == pytest.approx(3.0)
     split["mean_age"] = 3.4  # e.g. ages 2.3, 2.5, 4.2, 4.6
-    assert train.make_plan(config, stats, 1).mean_age == pytest.approx(3.4)
+    assert train.make_plan(config, Stats.from_dict(stats), 1).mean_age == pytest.approx(3.4)
 
 
 def test_best_weights_helpers(tmp_path):

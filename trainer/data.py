@@ -1,7 +1,7 @@
 """The trainer's tf.data input pipeline: preprocessing's TFRecord shards -> batches of faces.
 
 ``build_dataset`` is one straight-line function; each step's comment says why it sits where it
-does. The record layout comes from ``preprocessing.schema`` (never redefined here), the per-image
+does. The record layout comes from ``contract.schema`` (never redefined here), the per-image
 work lives in small pure functions (``decode_image``, ``lookup_weights``, ``to_batch``) that
 tests call eagerly, and augmentation lives in ``trainer.augment``.
 
@@ -16,8 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from contract import limits
-from preprocessing import schema
+from contract import limits, schema
+from contract import stats as stats_file
+from contract.stats import Stats
 from trainer import shards
 from trainer.augment import AugmentConfig, augment_batch
 
@@ -37,7 +38,7 @@ def list_files(data_dir: str, split: str) -> list[str]:
     return checked_files(data_dir, split)[0]
 
 
-def checked_files(data_dir: str, split: str, stats: dict | None = None
+def checked_files(data_dir: str, split: str, stats: Stats | None = None
                   ) -> tuple[list[str], list[int]]:
     """(sorted shard paths, records stats.json lists per shard or -1); ShardError when the
     files disagree with stats.json. stats.json is required: it is written last, so an output
@@ -56,7 +57,7 @@ def checked_files(data_dir: str, split: str, stats: dict | None = None
             f"no {split!r} shards in {data_dir!r}: nothing matches the pattern {pattern!r} "
             f"({path}); {hint}")
     files = sorted(files)
-    stats = schema.load_stats(data_dir) if stats is None else stats
+    stats = stats_file.read(data_dir) if stats is None else stats
     return files, shards.check_files(data_dir, split, files, stats)
 
 
@@ -166,9 +167,9 @@ def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int
     _check_args(batch_size=batch_size, image_size=image_size, shuffle_buffer=shuffle_buffer,
                 repeat=repeat, extra_columns=extra_columns)
     table = None if age_weights is None else check_age_weights(age_weights)
-    stats = schema.load_stats(data_dir)
+    stats = stats_file.read(data_dir)
     files, counts = checked_files(data_dir, split, stats)
-    stored_size = int(stats.get("image_size") or 0)
+    stored_size = stats.image_size
     num_pipelines, pipeline_id = 1, 0
     if input_context is not None:
         num_pipelines = input_context.num_input_pipelines

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from preprocessing import schema
+from contract import schema
+from contract import stats as stats_file
 from trainer import data, files, framing, metrics, report, shards, spreadsheet
 from trainer.predict import load_predict_fn, locate_model, predict_batch
 
@@ -118,16 +119,15 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
     if split not in schema.SPLITS:
         raise ValueError(f"--split={split!r}: must be one of {', '.join(schema.SPLITS)}")
     location = locate_model(model)
-    stats = schema.load_stats(data_dir)
+    stats = stats_file.read(data_dir)
     config = (files.read_json(f"{location.model_dir}/config.json") if location.model_dir
               else None)
     # The size the model was trained at wins over the size the records were written at.
-    image_size = image_size or int((config or {}).get("image_size") or 0) or int(
-        stats.get("image_size") or 0)
+    image_size = image_size or int((config or {}).get("image_size") or 0) or stats.image_size
     if image_size < 1:
         raise ValueError(f"no image size: pass --image_size (stats.json in {data_dir!r} and the "
                          f"model's config.json do not give one)")
-    extra_columns = list(stats.get("extra_columns") or [])
+    extra_columns = list(stats.extra_columns)
     data_framing = framing.record_framing(stats, data_dir)  # bad values fail before predicting
 
     started = time.time()
@@ -136,8 +136,8 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
         predict_fn, data_dir, split, batch_size=batch_size, image_size=image_size,
         extra_columns=extra_columns, tta_flip=tta_flip, worst=worst)
     seconds = time.time() - started
-    listed = ((stats.get("splits") or {}).get(split) or {}).get("count")
-    if listed is not None and len(frame) != int(listed):  # the files' own counts were unknown
+    listed = stats.split(split).count if stats.split(split) else None
+    if listed is not None and len(frame) != listed:  # the files' own counts were unknown
         raise shards.ShardError(
             f"{shards.DAMAGED}: the {split!r} shards in {data_dir!r} hold {len(frame)} records "
             f"where {schema.STATS_FILE} lists {listed}: a shard is truncated or replaced")

@@ -27,18 +27,17 @@ from __future__ import annotations
 import tensorflow as tf
 
 from contract import limits
+from contract.stats import Stats
 from trainer import framing
 from trainer.model import expected_age
 
 
-def serving_limits(stats: dict | None = None) -> tuple[int, float]:
+def serving_limits(stats: Stats | None = None) -> tuple[int, float]:
     """(max_pixels, max_aspect_ratio) for serving: the training data's (stats.json), with
     contract.limits' defaults, and never more pixels than SERVING_MAX_PIXELS."""
-    stats = stats or {}
-    max_pixels = min(int(stats.get("max_pixels") or limits.MAX_PIXELS),
-                     limits.SERVING_MAX_PIXELS)
-    max_aspect_ratio = float(stats.get("max_aspect_ratio") or limits.MAX_ASPECT_RATIO)
-    return max_pixels, max_aspect_ratio
+    if stats is None:
+        return limits.SERVING_MAX_PIXELS, limits.MAX_ASPECT_RATIO
+    return min(stats.max_pixels, limits.SERVING_MAX_PIXELS), stats.max_aspect_ratio
 
 
 class AgeModule(tf.Module):

@@ -28,15 +28,18 @@ between its two resampling passes, TF does not.
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
-from preprocessing.images import RESIZE_MODES
+from contract.framing import (  # draft_size: trainer.predict imports it from here
+    DEFAULT_MARGIN,
+    DEFAULT_RESIZE,
+    RESIZE_MODES,
+    draft_size,
+    margin_problem,
+)
+from contract.stats import Stats
 
-# What preprocessing did before stats.json recorded its framing (its defaults then), and what a
-# SavedModel exported before it stored the framing did: a centre crop with no margin.
-DEFAULT_FRAMING = ("crop", 0.0)
+DEFAULT_FRAMING = (DEFAULT_RESIZE, DEFAULT_MARGIN)
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG"
 _GIF_MAGIC = b"GIF8"
@@ -51,15 +54,9 @@ def check(image_size: int, resize: str, margin: float) -> None:
         raise ValueError(f"image_size={image_size}: must be a positive number of pixels")
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize={resize!r}: must be one of {', '.join(RESIZE_MODES)}")
-    if not 0.0 <= float(margin) < 0.5:
-        raise ValueError(f"margin={margin}: expected 0 <= margin < 0.5 (fraction of the width "
+    if margin_problem(margin):
+        raise ValueError(f"margin={margin}: {margin_problem(margin)} (fraction of the width "
                          "and height trimmed from each side)")
-
-
-def draft_size(image_size: int, margin: float) -> int:
-    """The side PIL's draft must keep (preprocessing.images.process): the trimmed photo must
-    still cover the target square."""
-    return math.ceil(image_size / max(1e-6, 1.0 - 2.0 * margin))
 
 
 def decode(image_bytes, image_size: int, margin: float = 0.0):
@@ -213,12 +210,11 @@ def decode_and_frame(image_bytes, image_size: int, resize: str = "crop", margin:
     return frame(decode(image_bytes, image_size, margin), image_size, resize, margin)
 
 
-def record_framing(stats: dict, data_dir: str = "") -> tuple[str, float]:
+def record_framing(stats: Stats, data_dir: str = "") -> tuple[str, float]:
     """(resize, margin) the records in stats.json were framed with (older outputs: defaults)."""
-    resize = stats.get("resize") or DEFAULT_FRAMING[0]
-    margin = float(stats.get("margin") or DEFAULT_FRAMING[1])
+    resize, margin = stats.resize, stats.margin
     try:
-        check(int(stats.get("image_size") or 1), resize, margin)
+        check(stats.image_size or 1, resize, margin)
     except ValueError as e:
         raise ValueError(f"stats.json in {data_dir!r}: {e}") from None
     return resize, margin

@@ -28,8 +28,8 @@ import warnings
 
 from PIL import Image
 
-from contract import limits
-from preprocessing import images, reasons
+from contract import limits, reasons
+from preprocessing import images
 
 EXIF_ORIENTATION = 0x0112
 # preprocessing's --max_pixels default: a larger photo would not have become a record either.

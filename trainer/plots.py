@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
+from contract.stats import Stats
 from trainer import metrics
 
 _DPI = 100
@@ -99,7 +100,7 @@ def error_vs_quantile(quantiles: pd.DataFrame, column: str = "blur") -> bytes:
     return _png(fig)
 
 
-def age_histograms(stats: Mapping, bin_years: int = 5) -> bytes:
+def age_histograms(stats: Stats, bin_years: int = 5) -> bytes:
     """Age distribution per split from stats.json's per-year histograms, as shares per bin.
 
     Shares rather than counts so a 10% test split is comparable with the train split; the counts
@@ -107,8 +108,8 @@ def age_histograms(stats: Mapping, bin_years: int = 5) -> bytes:
     """
     fig, ax = _figure()
     oldest = 0
-    for split, info in (stats.get("splits") or {}).items():
-        hist = np.asarray(info.get("age_histogram") or [], dtype=float)
+    for split, info in stats.splits.items():
+        hist = np.asarray(info.age_histogram, dtype=float)
         if hist.sum() <= 0:
             continue
         pad = (-len(hist)) % bin_years

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from contract.stats import Stats
 from trainer import files, metrics, plots
 
 PLOTS_DIR = "plots"
@@ -31,7 +32,7 @@ class Section:
     images: list[str] = field(default_factory=list)  # keys of the plots dict
 
 
-def build_plots(predictions: pd.DataFrame, evaluation: Mapping, *, stats: Mapping | None = None,
+def build_plots(predictions: pd.DataFrame, evaluation: Mapping, *, stats: Stats | None = None,
                 history: pd.DataFrame | None = None,
                 gallery: tuple[Sequence[np.ndarray], pd.DataFrame] | None = None
                 ) -> dict[str, bytes]:
@@ -45,7 +46,7 @@ def build_plots(predictions: pd.DataFrame, evaluation: Mapping, *, stats: Mappin
     if evaluation.get("by_blur_quantile"):
         out["error_vs_blur.png"] = plots.error_vs_quantile(
             pd.DataFrame(evaluation["by_blur_quantile"]), "blur")
-    if stats and stats.get("splits"):
+    if stats is not None and stats.splits:
         out["age_histograms.png"] = plots.age_histograms(stats)
     if history is not None and len(history):
         out["learning_curves.png"] = plots.learning_curves(history)

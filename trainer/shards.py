@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from preprocessing import schema
+from contract import schema
+from contract.stats import Stats
 
 # Marks the errors raised here (also inside the tf.data graph) so callers can find them.
 DAMAGED = "damaged shard"
@@ -40,28 +41,22 @@ class Expected:
     shard_bytes: dict | None = None  # file name -> bytes
 
 
-def expected(stats: dict, split: str) -> Expected:
+def expected(stats: Stats, split: str) -> Expected:
     """What stats.json says the split's shards hold (None for what it does not record)."""
-    entry = (stats.get("splits") or {}).get(split) or {}
-    lengths = entry.get("shard_lengths")
-    sizes = entry.get("shards") or {
-        name: size for name, size in (stats.get("shards") or {}).items()
-        if (m := _NAME.match(name)) and m["split"] == split}
-
-    def number(key):
-        return int(entry[key]) if entry.get(key) is not None else None
-
-    return Expected(count=number("count"), num_shards=number("num_shards"),
-                    num_bytes=number("num_bytes"),
-                    shard_lengths=tuple(int(n) for n in lengths) if lengths else None,
-                    shard_bytes={str(k): int(v) for k, v in sizes.items()} or None)
+    entry = stats.split(split)
+    if entry is None:
+        return Expected()
+    sizes = entry.shards or {name: size for name, size in (stats.shards or {}).items()
+                             if (m := _NAME.match(name)) and m["split"] == split}
+    return Expected(count=entry.count, num_shards=entry.num_shards, num_bytes=entry.num_bytes,
+                    shard_lengths=entry.shard_lengths or None, shard_bytes=dict(sizes) or None)
 
 
 def _basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def check_files(data_dir: str, split: str, files: list[str], stats: dict) -> list[int]:
+def check_files(data_dir: str, split: str, files: list[str], stats: Stats) -> list[int]:
     """Raises ShardError unless `files` are exactly the split's shards with stats.json's sizes.
 
     Returns the number of records stats.json lists for each file (-1 where it lists none).

@@ -29,7 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from preprocessing import schema
+from contract import stats as stats_file
+from contract.stats import SplitStats, Stats
 from trainer import callbacks as cb
 from trainer import data, distribution, files, framing, losses, schedule, weighting
 from trainer import model as model_lib
@@ -77,11 +78,10 @@ class Plan:
                 f"passes over train); precise BN over {self.bn_recalibration_batches} batches")
 
 
-def make_plan(config: Config, stats: dict, num_replicas: int, num_workers: int = 1) -> Plan:
+def make_plan(config: Config, stats: Stats, num_replicas: int, num_workers: int = 1) -> Plan:
     """Validates the config against the data and the hardware; errors name the flag."""
-    splits = stats.get("splits", {})
-    train_count = int(splits.get("train", {}).get("count", 0))
-    val_count = int(splits.get("validation", {}).get("count", 0))
+    train, validation = (stats.split(name) or SplitStats(0) for name in ("train", "validation"))
+    train_count, val_count = train.count, validation.count
     if train_count < 1:
         raise ValueError(f"--data_dir={config.data_dir!r}: stats.json reports no training "
                          "examples")
@@ -94,13 +94,13 @@ def make_plan(config: Config, stats: dict, num_replicas: int, num_workers: int =
     if config.steps_per_epoch == 0 and config.batch_size > train_count:
         raise ValueError(f"--batch_size={config.batch_size}: larger than the {train_count} "
                          "training examples (lower it or set --steps_per_epoch)")
-    image_size = config.image_size or int(stats.get("image_size", 0))
+    image_size = config.image_size or stats.image_size
     if image_size < 32:
         raise ValueError(f"--image_size={config.image_size}: stats.json has no usable "
                          "image_size; set --image_size")
     resize, margin = framing.record_framing(stats, config.data_dir)
-    max_age = config.max_age or int(stats.get("max_age", 0)) or 100
-    histogram = splits["train"].get("age_histogram") or [1] * (max_age + 1)
+    max_age = config.max_age or int(stats.max_age) or 100
+    histogram = list(train.age_histogram) or [1] * (max_age + 1)
     histogram = (list(histogram) + [0] * (max_age + 1))[:max(len(histogram), max_age + 1)]
     weights = weighting.age_weights(histogram, config.sample_weighting,
                                     kernel_size=config.lds_kernel_size, sigma=config.lds_sigma,
@@ -111,7 +111,7 @@ def make_plan(config: Config, stats: dict, num_replicas: int, num_workers: int =
     # BatchNorm on CPU) and every worker runs the same number of evaluation steps (each one a
     # collective). One worker reads every example exactly once; several workers each read their
     # files' share, bounded assuming preprocessing's shards are of similar size.
-    shards = int(splits["validation"].get("num_shards", 0)) or 1
+    shards = validation.num_shards or 1
     per_worker = (val_count if num_workers == 1 else
                   math.ceil(shards / num_workers) * math.ceil(val_count / shards))
     val_steps = math.ceil(per_worker / (config.batch_size // num_workers))
@@ -119,19 +119,19 @@ def make_plan(config: Config, stats: dict, num_replicas: int, num_workers: int =
     recalibration = min(config.bn_recalibration_batches,
                         max(1, train_count // config.batch_size))
     return Plan(image_size=image_size, resize=resize, margin=margin, max_age=max_age,
-                extra_columns=tuple(stats.get("extra_columns", ())), train_count=train_count,
+                extra_columns=stats.extra_columns, train_count=train_count,
                 val_count=val_count, num_replicas=num_replicas, num_workers=num_workers,
                 global_batch=config.batch_size,
                 per_replica_batch=config.batch_size // num_replicas, steps_per_epoch=steps,
                 val_steps=val_steps, bn_recalibration_batches=recalibration,
-                age_weights=weights, mean_age=split_mean_age(splits["train"], histogram))
+                age_weights=weights, mean_age=split_mean_age(train, histogram))
 
 
-def split_mean_age(split: dict, histogram) -> float:
+def split_mean_age(split: SplitStats, histogram) -> float:
     """The split's mean age: stats.json's exact "mean_age" if the split records one, else the
     floor(age) histogram's mean, exact for integer ages (UTKFace) and at most 1 year low."""
-    if split.get("mean_age") is not None:
-        return float(split["mean_age"])
+    if split.mean_age is not None:
+        return split.mean_age
     return float(np.dot(np.arange(len(histogram)), histogram) / max(sum(histogram), 1))
 
 
@@ -292,7 +292,7 @@ def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
     config = with_dirs(config)
     strategy = strategy or distribution.create_strategy(config.distribution_strategy,
                                                         config.tpu)
-    stats = schema.load_stats(config.data_dir)
+    stats = stats_file.read(config.data_dir)
     plan = make_plan(config, stats, strategy.num_replicas_in_sync,
                      distribution.num_workers(strategy))
     logging.info("strategy: %s", distribution.describe(strategy))

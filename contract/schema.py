@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from contract import stats
+
 # Feature keys. Slashes nest in TFDS (``image/encoded`` is ``features["image"]["encoded"]``).
 IMAGE = "image/encoded"
 HEIGHT = "image/height"
@@ -39,7 +41,7 @@ SPLITS = ("train", "validation", "test")
 # Shards are OUT/{split}-00000-of-00004; TFDS is told the same template in its metadata.
 FILENAME_TEMPLATE = "{SPLIT}-{SHARD_X_OF_Y}"
 SHARD_GLOB = "{split}-*-of-*"
-STATS_FILE = "stats.json"
+STATS_FILE = stats.FILE
 ERRORS_DIR = "errors"
 
 # Every core key and how it is stored: the one table that encode, feature_spec and
@@ -61,7 +63,7 @@ def encode(record: Mapping[str, Any], extra_columns: Sequence[str] = ()) -> byte
     reader parses fixed-length features and TFDS requires each declared feature.
     """
     # Plain-Python wire format: no TensorFlow import on the Beam workers (example_proto.py).
-    from preprocessing.example_proto import BYTES, FLOAT, INT64, serialize_example
+    from contract.example_proto import BYTES, FLOAT, INT64, serialize_example
 
     feature = {}
     for key in CORE_KEYS:
@@ -152,30 +154,3 @@ def tfds_features_json(image_size: int, extra_columns: Sequence[str] = ()) -> di
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
     return f"{split}-{index:05d}-of-{num_shards:05d}"
-
-
-# stats.json, written by preprocessing and read by the trainer (sample weights) and the report:
-# {
-#   "image_size": 64,                      # records are resized to image_size x image_size
-#   "extra_columns": ["gender"],           # the extra/<name> keys every record carries
-#   "max_age": 120,
-#   "splits": {"train": {"count": 400, "num_shards": 2,
-#                        "age_histogram": [c_0, c_1, ..., c_max_age],   # floor(age) counts
-#                        "mean_age": 33.71},   # exact mean of the ages written; null if empty
-#              "validation": {...}, "test": {...}},
-#   "rejects": {"bad_age": 3, ...},        # reason code (preprocessing.reasons) -> count
-#   "blur_quantiles": {"0.1": ..., "0.5": ..., "0.9": ...},
-#   ...                                    # the writer may add more keys; readers ignore them
-# }
-def load_stats(data_dir: str) -> dict:
-    """Reads OUT/stats.json (local or gs://), with an error that names the path when absent."""
-    import json
-
-    import tensorflow as tf
-
-    path = data_dir.rstrip("/") + "/" + STATS_FILE
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
-            f"{path} not found: is {data_dir!r} the output_dir of preprocessing.run?")
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
