@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import os
-import resource
 import struct
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import peak_memory
 import pytest
 from fixed_models import mean_colour_model
 from PIL import Image
@@ -99,11 +99,7 @@ def test_hostile_files_are_refused_in_one_line_and_the_rest_predicted(hostile, t
 def _peak_rss_mb(args, cwd) -> tuple[subprocess.CompletedProcess, float]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    out, err = proc.communicate(timeout=300)
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # includes earlier children: compare
-    return subprocess.CompletedProcess(args, proc.returncode, out, err), usage.ru_maxrss / 1024
+    return peak_memory.run(args, cwd=cwd, env=env, timeout=300)
 
 
 @pytest.mark.slow
@@ -111,7 +107,6 @@ def test_cli_memory_on_hostile_files_stays_near_a_normal_face(model, hostile, tm
     face = "=HYPERLINK(x).png"  # relative to the CLI's working directory
     _face(tmp_path / face)
     cli = [sys.executable, "-m", "trainer.predict", f"--model={model}"]
-    # RUSAGE_CHILDREN is a running maximum, so the normal run must come first.
     normal, normal_peak = _peak_rss_mb([*cli, face], tmp_path)
     assert normal.returncode == 0, normal.stderr[-2000:]
     hostile_paths = [p for p in hostile if "fifo" not in p]  # the in-process test covers it
