@@ -78,3 +78,15 @@ def gcs_bucket(gcs_emulator, request):
     for blob in client.list_blobs(bucket.name):
         blob.delete()
     bucket.delete()
+
+
+@pytest.fixture
+def beam_gcs_no_credential_wait(monkeypatch):
+    """Beam looks for Google credentials with retries and back-off (~30 s here, no metadata
+    server) before it falls back to the anonymous client the emulator needs. Seeding its cache
+    with "none found" skips only that wait: every read and write still goes through Beam's real
+    GCS IO to the emulator."""
+    from apache_beam.internal.gcp import auth
+
+    monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
+    monkeypatch.setattr(auth._Credentials, "_credentials", None)

@@ -307,20 +307,8 @@ def test_an_all_bad_rerun_keeps_the_previous_good_output(tmp_path):
     assert [e["reason"] for e in _errors(str(_run_staging(out)))] == [reasons.MISSING_FILE] * 3
 
 
-@pytest.fixture
-def beam_gcs_without_credential_lookup(monkeypatch):
-    """Beam looks for Google credentials with 4 retries and back-off (~30 s here, no metadata
-    server) before falling back to an anonymous client, which is what the emulator needs.
-    Seeding its credential cache with "none found" skips only that wait; every read and write
-    below still goes through Beam's real GCS IO to the emulator."""
-    from apache_beam.internal.gcp import auth
-
-    monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
-    monkeypatch.setattr(auth._Credentials, "_credentials", None)
-
-
 def test_reads_and_writes_gs_paths_on_the_emulator(sample, first_run, gcs_bucket,
-                                                   beam_gcs_without_credential_lookup):
+                                                   beam_gcs_no_credential_wait):
     from apache_beam.io.filesystems import FileSystems
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
