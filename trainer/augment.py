@@ -6,10 +6,10 @@ same seed gives the same pixels eagerly, inside ``tf.data`` and on any machine: 
 ``--deterministic`` runs repeat. The input pipeline derives one seed per element.
 
 Why not Keras augmentation layers: inside tf.data on 2 cores they ran at about half the speed of
-a bare training loop (bench.input_throughput). Here the whole geometric part (flip included) is ONE bilinear
-resampling per image (``warp_bilinear``: ImageProjectiveTransformV3's arithmetic, as gathers) and
-the whole colour part is one add, one blend and one 3x3 matrix per image, all vectorised over a
-batch and compiled together by XLA.
+a bare training loop (bench.input_throughput). Here the whole geometric part (flip included) is
+ONE bilinear resampling per image (``warp_bilinear``: ImageProjectiveTransformV3's arithmetic,
+as gathers) and the whole colour part is one add, one blend and one 3x3 matrix per image, all
+vectorised over a batch and compiled together by XLA.
 
 Measured on 2 shared cores at 96 px, batches of 64 (bench.input_throughput): default() costs
 ~0.14 CPU-ms per image on top of ~0.11 for read + parse + decode. Before XLA it cost ~0.48, 0.37 of

@@ -107,8 +107,8 @@ def build_backbone(name: str, image_size: int, weights: str = "none",
     if bn_momentum is not None:
         # Keras MobileNetV3 builds BN with momentum 0.999: over a short fine-tune the moving
         # statistics lag the weights and inference-mode validation MAE stays far above training
-        # MAE (see README, "precise BN"). A lower momentum narrows the lag but leaves a noisy EMA; the
-        # trainer's precise BN (trainer.precise_bn) replaces the EMA before every validation.
+        # MAE (README, "precise BN"). A lower momentum narrows the lag but leaves a noisy EMA;
+        # the trainer's precise BN (trainer.precise_bn) replaces the EMA before every validation.
         for layer in _all_layers(backbone):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = bn_momentum
