@@ -9,37 +9,20 @@ from __future__ import annotations
 import io
 import os
 import struct
-import zlib
 from pathlib import Path
 
 from PIL import Image
+
+from deploy.hostile_images import flat_png
 
 # A size no synthetic face file has: if it shows up in a dead letter, the file's size leaked.
 CANARY_BYTES = 31_337
 
 
-def png(width: int, height: int) -> bytes:
-    """A valid, all-black greyscale PNG of any declared size in a few hundred bytes.
-
-    The rows are compressed in one stream, so even 8000x8000 stays small (zlib of zeros).
-    """
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    raw = zlib.compressobj(9)
-    row = b"\x00" * (width + 1)  # filter byte 0 + one grey byte per pixel
-    data = b"".join(raw.compress(row) for _ in range(height)) + raw.flush()
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data)
-            + chunk(b"IEND", b""))
-
-
-BOMBS = {
-    "png_1x20000": lambda: png(1, 20_000),
-    "png_100000x1": lambda: png(100_000, 1),
-    "png_8000x8000": lambda: png(8_000, 8_000),
-}
+# The same strip and square bombs as the serving check, plus the strip laid flat.
+BOMBS = {name: (lambda w=w, h=h: flat_png(w, h)) for name, (w, h) in {
+    "png_1x20000": (1, 20_000), "png_100000x1": (100_000, 1),
+    "png_8000x8000": (8_000, 8_000)}.items()}
 
 
 def canary(face: bytes) -> bytes:

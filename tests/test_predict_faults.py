@@ -9,10 +9,8 @@ import csv
 import io
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from fixed_models import mean_colour_model
 from PIL import Image
 
 from contract import limits
+from deploy.hostile_images import flat_png
 from trainer import compare, export, predict, spreadsheet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,17 +29,8 @@ SIZE = 32
 
 
 def png_of_zeros(path, width, height):
-    """A grey PNG of zeros, written row by row: 8000x8000 is 62 KB on disk, 64 MB decoded."""
-    def chunk(kind, body):
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
-
-    packer, row, parts = zlib.compressobj(9), b"\0" * (width + 1), []
-    parts += [packer.compress(row) for _ in range(height)]
-    idat = b"".join(parts) + packer.flush()
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height,
-                                                                       8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    """A grey PNG of zeros: 8000x8000 is 62 KB on disk, 64 MB decoded."""
+    path.write_bytes(flat_png(width, height))
     return str(path)
 
 
