@@ -73,6 +73,7 @@ COPY setup.py pyproject.toml README.md ./
 RUN python -m pip install '.[trainer,cloud]'
 
 COPY contract/ contract/
+COPY imaging/ imaging/
 COPY preprocessing/ preprocessing/
 COPY trainer/ trainer/
 COPY deploy/ deploy/

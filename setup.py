@@ -42,7 +42,7 @@ CLOUD = [
     "google-cloud-storage>=2.10,<4",
     "cloudml-hypertune>=0.1.0.dev6",
 ]
-# Face detection (preprocessing.face_detector): MTCNN's networks and weights, MIT. Its joblib
+# Face detection (imaging.face_detector): MTCNN's networks and weights, MIT. Its joblib
 # (1.6) imports cloudpickle without declaring it.
 FACES = ["mtcnn>=1.0,<2", "cloudpickle>=2"]
 
@@ -53,8 +53,9 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["contract", "contract.*", "preprocessing", "preprocessing.*",
-                                    "trainer", "trainer.*", "deploy", "deploy.*"]),
+    packages=find_packages(include=["contract", "contract.*", "imaging", "imaging.*",
+                                    "preprocessing", "preprocessing.*", "trainer", "trainer.*",
+                                    "deploy", "deploy.*"]),
     install_requires=WORKER,
     extras_require={
         "trainer": TRAINER,

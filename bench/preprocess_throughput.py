@@ -27,7 +27,8 @@ import tempfile
 import time
 
 from contract import schema
-from preprocessing import images, metadata, options, pipeline, records
+from imaging import images
+from preprocessing import metadata, options, pipeline, records
 
 _CONFIG: images.ImageConfig | None = None
 

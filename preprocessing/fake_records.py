@@ -27,7 +27,8 @@ from PIL import Image
 
 from contract import schema
 from contract import stats as stats_file
-from preprocessing import images, metadata, synthetic_faces
+from imaging import images
+from preprocessing import metadata, synthetic_faces
 
 JPEG_QUALITY = 90
 MIN_AGE, MAX_AGE = 1.0, 90.0  # ages are drawn uniformly from [MIN_AGE, MAX_AGE)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from contract import limits, schema
 from contract.framing import RESIZE_MODES, margin_problem
+from imaging.images import ImageConfig
 from preprocessing import labels
-from preprocessing.images import ImageConfig
 
 # The job's flags that name data: Dataflow workers must reach them, so they must be gs://.
 DATA_FLAGS = ("labels", "images", "output_dir")

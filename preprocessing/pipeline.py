@@ -34,10 +34,10 @@ from apache_beam.transforms.window import GlobalWindows
 
 from contract import files, limits, reasons, schema
 from contract import stats as stats_file
+from imaging import images
 from preprocessing import (
     dedup,
     fragments,
-    images,
     inputs,
     labels,
     lock,

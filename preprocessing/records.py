@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from contract import schema
+from imaging.images import ProcessedImage
 from preprocessing import split
-from preprocessing.images import ProcessedImage
 
 
 def face_record(file_name: str, age: float, extra: Mapping[str, str], image: ProcessedImage,

@@ -111,7 +111,7 @@ def test_preprocessing_run_accepts_the_command(monkeypatch):
 # third-party modules they import, mapped to the distributions that provide them.
 _RECORD_JOB_IMPORTS = """
 import builtins, importlib.metadata, json, runpy, sys
-OURS = ("contract", "preprocessing", "deploy", "trainer")
+OURS = ("contract", "imaging", "preprocessing", "deploy", "trainer")
 seen, real_import = set(), builtins.__import__
 def recording_import(name, globals=None, locals=None, fromlist=(), level=0):
     importer = (globals or {}).get("__name__", "")

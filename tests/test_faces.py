@@ -1,4 +1,4 @@
-"""Tests of face detection and alignment (preprocessing.faces, preprocessing.face_detector) on
+"""Tests of face detection and alignment (imaging.faces, imaging.face_detector) on
 the public-domain astronaut portrait, alone and pasted into scenes."""
 
 import io
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from preprocessing import faces, scenes
+from imaging import faces
+from preprocessing import scenes
 
 pytest.importorskip("skimage")
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +89,7 @@ def test_choose_and_iou():
 
 
 def test_importing_faces_does_not_load_tensorflow():
-    code = ("import sys, preprocessing.faces, preprocessing.scenes; "
+    code = ("import sys, imaging.faces, preprocessing.scenes; "
             "assert 'tensorflow' not in sys.modules and 'mtcnn' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 from PIL import Image
 
 from contract.stats import Stats
-from preprocessing import images as pim
+from imaging import images as pim
 from trainer import export, framing, predict
 
 SIZE = 32

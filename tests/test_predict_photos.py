@@ -13,7 +13,8 @@ import pytest
 from fixed_models import mean_colour_model
 from PIL import Image
 
-from preprocessing import faces, scenes
+from imaging import faces
+from preprocessing import scenes
 from trainer import export, photos, predict
 
 pytest.importorskip("skimage")

@@ -3,8 +3,8 @@
 import json
 
 from contract import schema
+from imaging.images import ImageConfig
 from preprocessing import metadata, options
-from preprocessing.images import ImageConfig
 
 
 def test_stats_add_up_shards_and_account_for_every_input(tmp_path):

@@ -11,10 +11,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from contract import reasons, schema
+from imaging import images
 from preprocessing import (
     dedup,
     fragments,
-    images,
     inputs,
     labels,
     metadata,

@@ -1,6 +1,6 @@
 """Served photos framed exactly like preprocessing framed the training records. Pure TF.
 
-preprocessing/images.py (PIL) turns every training photo into a square record: decode, trim
+imaging/images.py (PIL) turns every training photo into a square record: decode, trim
 ``margin`` of the width/height from each side, then ``resize="crop"`` (the short side fills the
 square, the overflow is cut evenly) or ``resize="pad"`` (the long side fills it, black bars
 centred around it), bicubic resampling to ``image_size``. The SavedModel (trainer.export) and
@@ -13,14 +13,14 @@ What is mirrored, and why each detail matters:
   smaller, and rounds the trim and resize sizes on the *drafted* size; ``decode`` picks the same
   scale (``tf.io.decode_jpeg(ratio=...)``) so the integer geometry agrees, with the accurate
   integer DCT that libjpeg (and so PIL) uses by default.
-- Transparent PNG pixels are composited onto white, like ``preprocessing.images.to_rgb``.
+- Transparent PNG pixels are composited onto white, like ``imaging.images.to_rgb``.
 - Sizes are rounded half to even on float64, as Python's ``round`` does in images.fit; crop
   offsets and pad placement are the same floor divisions.
 - ``tf.image.resize(method="bicubic", antialias=True)`` is the Keys cubic (a = -0.5) with its
   support widened by the downscale factor: PIL's BICUBIC filter.
 
 Not mirrored (documented limits): EXIF orientation (TF's decoders ignore it, PIL applies it)
-and PIL's ``reducing_gap`` box pre-shrink. Against ``preprocessing.images.fit`` on the same bytes
+and PIL's ``reducing_gap`` box pre-shrink. Against ``imaging.images.fit`` on the same bytes
 (PNG/JPEG/BMP, alpha, 2..1500 px, crop and pad, margin 0-0.25) the framed pixels differ by
 0.0-0.22 of a level on average and at most 1 level at the 99th percentile: PIL rounds to 8 bits
 between its two resampling passes, TF does not.
@@ -168,7 +168,7 @@ def check_declared_size(image_bytes, max_pixels: int, max_aspect_ratio: float,
 def frame(images, image_size: int, resize: str = "crop", margin: float = 0.0):
     """[H, W, 3] or [B, H, W, 3] (any dtype, 0..255) -> float32 [..., image_size, image_size, 3].
 
-    The geometry of ``preprocessing.images.fit``: trim ``margin`` of the width and height from
+    The geometry of ``imaging.images.fit``: trim ``margin`` of the width and height from
     each side (skipped when nothing would remain), scale so the short side (crop) or the long
     side (pad) is ``image_size``, then cut the overflow evenly or centre it on black.
     """

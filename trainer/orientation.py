@@ -2,7 +2,7 @@
 (trainer.predict, deploy.serving). PIL only.
 
 Preprocessing applies each photo's EXIF orientation before framing it
-(``preprocessing.images.decode`` calls ``ImageOps.exif_transpose``), so a phone photo stored
+(``imaging.images.decode`` calls ``ImageOps.exif_transpose``), so a phone photo stored
 sideways becomes an upright training record. TensorFlow's decoders ignore EXIF, so the
 SavedModel's ``serving_default`` would frame that same file sideways. The clients therefore hand
 the model a photo that is already upright: files whose EXIF orientation is 1 (or absent) are
@@ -29,7 +29,7 @@ import warnings
 from PIL import Image
 
 from contract import limits, reasons
-from preprocessing import images
+from imaging import images
 
 EXIF_ORIENTATION = 0x0112
 # preprocessing's --max_pixels default: a larger photo would not have become a record either.
@@ -60,7 +60,7 @@ def _upright_png(data: bytes, draft_size: int | None, max_pixels: int) -> bytes:
 def check_header(data: bytes, *, max_pixels: int = MAX_PIXELS,
                  max_aspect_ratio: float = limits.MAX_ASPECT_RATIO) -> str:
     """The format Pillow names from the header alone, after checking the declared size against
-    contract.limits; raises ``preprocessing.images.ImageError`` with a one-line reason."""
+    contract.limits; raises ``imaging.images.ImageError`` with a one-line reason."""
     if not data:
         raise images.ImageError(reasons.EMPTY_FILE, "the file has 0 bytes")
     with warnings.catch_warnings():
@@ -90,7 +90,7 @@ def model_bytes(data: bytes, draft_size: int | None = None, *, max_pixels: int =
 
     The header alone is read first: a format Pillow cannot read, or a declared size over
     ``max_pixels`` or ``max_aspect_ratio`` (contract.limits.size_problem), raises
-    ``preprocessing.images.ImageError`` with a one-line reason and nothing is decoded. Then
+    ``imaging.images.ImageError`` with a one-line reason and nothing is decoded. Then
     ``data`` itself when serving_default decodes its format and it needs no reorientation, else
     the upright image as RGB PNG bytes. ``draft_size`` is the side preprocessing lets PIL's JPEG
     draft keep (``trainer.framing.draft_size``): passing it decodes at the reduced scale the

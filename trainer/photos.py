@@ -4,7 +4,7 @@ photo's pixels, its face crops largest first, and the photo annotated with boxes
 A crop is handed to the model as lossless PNG bytes, so the model frames it exactly as
 ``serving_default`` frames any photo (the stored ``resize`` and ``margin``): trainer.predict and
 the Vertex client send the same pixels. ``detect`` crops the detector's box; ``align`` maps the
-face onto the aligned-crop template (preprocessing.faces.align: eyes level, eye-to-mouth
+face onto the aligned-crop template (imaging.faces.align: eyes level, eye-to-mouth
 distance fixed). No TensorFlow import at module level: the detector loads on first use.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from contract import limits
-from preprocessing import faces, images
+from imaging import faces, images
 from trainer import spreadsheet
 
 FACE_MODES = ("none", "detect", "align")
@@ -37,7 +37,7 @@ def upright_rgb(data: bytes, max_pixels: int = limits.MAX_PIXELS) -> np.ndarray:
     """Encoded photo -> uint8 [H, W, 3], EXIF orientation applied as preprocessing applies it.
 
     The header is checked against contract.limits before decoding
-    (trainer.orientation.check_header); raises preprocessing.images.ImageError (a ValueError).
+    (trainer.orientation.check_header); raises imaging.images.ImageError (a ValueError).
     """
     from trainer.orientation import check_header
 

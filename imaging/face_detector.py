@@ -85,7 +85,7 @@ def _patches(image, boxes, size: int, side: int):
 
 class Detector(tf.Module):
     """``detect_image(uint8 [H, W, 3])`` and ``detect_bytes(string)`` -> {"boxes": [N, 4]
-    x1,y1,x2,y2, "landmarks": [N, 5, 2] x,y (preprocessing.faces.LANDMARKS order), "scores": [N]},
+    x1,y1,x2,y2, "landmarks": [N, 5, 2] x,y (imaging.faces.LANDMARKS order), "scores": [N]},
     in the photo's pixels, best first. Both are tf.functions, fit for a SavedModel."""
 
     def __init__(self, side: int = DETECT_SIDE, min_face: int = MIN_FACE,

@@ -57,7 +57,7 @@ class Face:
 @functools.lru_cache(maxsize=4)
 def detector(side: int | None = None, min_face: int | None = None):
     """The shared graph detector (built on first use: TF and the mtcnn weights load here)."""
-    from preprocessing import face_detector as fd
+    from imaging import face_detector as fd
 
     return fd.Detector(side or fd.DETECT_SIDE, min_face or fd.MIN_FACE)
 

@@ -1,4 +1,4 @@
-"""preprocessing.images: every image kind decodes to the same RGB square; bad bytes get a reason."""
+"""imaging.images: every image kind decodes to the same RGB square; bad bytes get a reason."""
 
 import io
 import struct
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from contract import reasons
-from preprocessing import images
+from imaging import images
 
 CONFIG = images.ImageConfig(image_size=16)
 
