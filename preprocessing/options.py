@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from contract import limits, schema
+from contract import files, limits, schema
 from contract.framing import RESIZE_MODES, margin_problem
 from imaging.images import ImageConfig
 from preprocessing import labels
@@ -199,7 +199,7 @@ def _label_columns(config: JobConfig) -> list[str]:
     if not config.labels:
         raise OptionsError(f"--labels is required with --label_format={config.label_format}")
     for _, path, _, _ in labels.sources(config.label_format, config.labels, config.images):
-        if not _exists(path):
+        if not files.exists(path):
             raise OptionsError(f"--labels: {path!r} does not exist")
     try:
         return labels.extra_columns(config.label_format, config.labels, config.images)
@@ -262,16 +262,8 @@ def validate_pipeline_options(pipeline_options, paths: dict, cwd: str | os.PathL
         raise OptionsError(f"--max_num_workers={workers}: must be >= 1")
 
 
-def _exists(path: str) -> bool:
-    from apache_beam.io.filesystems import FileSystems
-
-    return FileSystems.exists(path)
-
-
 def _is_directory(path: str) -> bool:
     if not path.startswith("gs://"):
         return os.path.isdir(path)
     # GCS has no folders: a "folder" exists when at least one object sits under it.
-    from apache_beam.io.filesystems import FileSystems
-
-    return bool(FileSystems.match([path.rstrip("/") + "/*"], limits=[1])[0].metadata_list)
+    return files.exists(path.rstrip("/") + "/")

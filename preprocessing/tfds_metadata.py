@@ -14,9 +14,9 @@ DATASET_INFO, FEATURES = FILES = ("dataset_info.json", "features.json")
 def write_tfds_metadata(output_dir: str, stats: dict, image_size: int, extra_columns) -> str:
     """dataset_info.json + features.json so that tfds.builder_from_directory(OUT) loads it.
 
-    Both are written as plain JSON through FileSystems: no TensorFlow import (~2 s of the job's
-    fixed cost), and OUT may be gs:// (TFDS writes through tf.io.gfile, whose GCS client ignores
-    STORAGE_EMULATOR_HOST). tests/test_tfds_metadata.py pins both files to what TFDS writes.
+    Both are written as plain JSON through contract.files: no TensorFlow import, and OUT may be
+    gs:// (TFDS writes through tf.io.gfile, whose GCS client ignores STORAGE_EMULATOR_HOST).
+    tests/test_tfds_metadata.py pins both files to what TFDS writes.
     """
     if not any(s["count"] for s in stats["splits"].values()):
         return "skipped: no records"
