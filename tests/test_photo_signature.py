@@ -1,0 +1,120 @@
+"""The exported whole-photo signature (trainer.photo_signature) on astronaut scenes with 0, 1 and
+2 faces, eagerly and through TensorFlow Serving's TF1 session loader, against the ground truth
+and against trainer.predict's client-side path on the same photos."""
+
+import io
+
+import numpy as np
+import pytest
+from fixed_models import mean_colour_model
+from PIL import Image
+
+from deploy.hostile_images import flat_png
+from deploy.serving_runtime_check import run_eager, run_v1
+from imaging import faces
+from preprocessing import scenes
+from trainer import export, framing, photo_signature, photos, predict
+
+pytest.importorskip("skimage")
+pytest.importorskip("mtcnn")
+SIZE = 32
+FACE_COUNTS = (2, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def photo_scenes():
+    """(JPEG bytes, Scene) per scene."""
+    out = []
+    for i, n in enumerate(FACE_COUNTS):
+        s = scenes.compose([scenes.astronaut()], np.random.default_rng([7, i]), n)
+        buf = io.BytesIO()
+        Image.fromarray(s.image).save(buf, "JPEG", quality=95)
+        out.append((buf.getvalue(), s))
+    return out
+
+
+@pytest.fixture(scope="module")
+def aligned_export(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("photo") / "saved_model")
+    return export.export_saved_model(mean_colour_model(SIZE), path, SIZE, "regression",
+                                     max_age=120, photo_face="align")
+
+
+def client_ages(loaded, data: bytes, mode: str) -> list[float]:
+    """trainer.predict's path: crops cut with PIL (trainer.photos), framed, predict_images."""
+    crops = photos.face_crops(photos.upright_rgb(data), mode)
+    framed = [framing.decode_and_frame(photos.png_bytes(c), SIZE).numpy() for _, c in crops]
+    return list(predict.predict_ages(loaded, np.stack(framed))) if framed else []
+
+
+@pytest.mark.slow
+def test_eager_and_tf_serving_loader_agree_and_find_the_faces(aligned_export, photo_scenes):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(aligned_export)
+    assert photo_signature.NAME in loaded.signatures
+    assert loaded.photo.face.numpy() == b"align"
+    k = int(loaded.photo.max_faces.numpy())
+    feed = {"image_bytes": np.array([d for d, _ in photo_scenes], dtype=object)}
+    eager = run_eager(loaded, photo_signature.NAME, feed)
+    graph = run_v1(aligned_export, photo_signature.NAME, feed)
+    assert set(eager) == set(graph) == set(photo_signature.OUTPUTS)
+    for name in photo_signature.OUTPUTS:
+        np.testing.assert_array_equal(graph[name], eager[name], err_msg=name)
+    b = len(photo_scenes)
+    assert [eager[n].shape for n in photo_signature.OUTPUTS] == [
+        (b, k, 4), (b, k, 5, 2), (b, k), (b, k), (b,)]
+    assert eager["num_faces"].tolist() == list(FACE_COUNTS)
+    for i, (data, s) in enumerate(photo_scenes):
+        n = int(eager["num_faces"][i])
+        for name in ("boxes", "landmarks", "scores", "ages"):  # padding rows are zeros
+            assert not eager[name][i, n:].any(), name
+        boxes = eager["boxes"][i, :n]
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        assert list(areas) == sorted(areas, reverse=True)  # largest first
+        for box, marks in zip(boxes, eager["landmarks"][i, :n], strict=True):
+            truth = max(s.faces, key=lambda t, box=box: faces.iou(box, t.box))
+            assert faces.iou(box, truth.box) > 0.5
+            eye_error = np.abs(marks[:2] - np.asarray(truth.eyes)).max()
+            assert eye_error < 0.1 * (truth.box[2] - truth.box[0])
+        assert (eager["scores"][i, :n] > 0.9).all()
+        # The client-side path on the same photo: the same faces, the same ages up to the
+        # resampling (bilinear here, PIL's bicubic there).
+        np.testing.assert_allclose(eager["ages"][i, :n], client_ages(loaded, data, "align"),
+                                   atol=0.15)
+
+
+@pytest.mark.slow
+def test_detect_crops_equal_the_clients_exactly(aligned_export, photo_scenes):
+    """``detect`` (here around a loaded SavedModel's predict_images, as the benchmark uses it):
+    the box crop is the very pixels trainer.photos cuts, so the ages agree to float rounding."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(aligned_export)
+    signature = photo_signature.from_saved_model(loaded, "detect", max_faces=2)
+    out = signature.predict_photo(tf.constant([d for d, _ in photo_scenes]))
+    out = {k: v.numpy() for k, v in out.items()}
+    assert out["ages"].shape == (len(photo_scenes), 2)
+    for i, (data, _) in enumerate(photo_scenes):
+        n = int(out["num_faces"][i])
+        np.testing.assert_allclose(out["ages"][i, :n], client_ages(loaded, data, "detect"),
+                                   atol=1e-3)
+
+
+@pytest.mark.slow
+def test_oversized_photos_are_refused_before_decoding(aligned_export):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(aligned_export)
+    feed = {"image_bytes": np.array([flat_png(4000, 100)], dtype=object)}  # aspect ratio 40
+    for run in (lambda: run_eager(loaded, photo_signature.NAME, feed),
+                lambda: run_v1(aligned_export, photo_signature.NAME, feed)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="4000x100 has aspect ratio"):
+            run()
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="face='none'"):
+        photo_signature.check_face("none")
+    with pytest.raises(ValueError, match="max_faces=0"):
+        photo_signature.PhotoSignature(None, SIZE, "crop", 0.0, (100, 10.0), max_faces=0)
