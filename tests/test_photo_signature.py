@@ -118,3 +118,54 @@ def test_bad_settings_are_refused():
         photo_signature.check_face("none")
     with pytest.raises(ValueError, match="max_faces=0"):
         photo_signature.PhotoSignature(None, SIZE, "crop", 0.0, (100, 10.0), max_faces=0)
+
+
+@pytest.mark.slow
+def test_serve_predict_face_model_prints_the_signatures_faces(
+        tmp_path, monkeypatch, capsys, aligned_export, photo_scenes):
+    """deploy.serve predict --face=model, offline: the real RawPredictRequest's body is answered
+    by the exported predict_photo signature in TF Serving's row format, as the endpoint would."""
+    import base64
+    import csv
+    import json
+
+    import tensorflow as tf
+    from absl import flags
+    from absl.testing import flagsaver
+    from google.api import httpbody_pb2
+
+    from deploy import serve
+
+    loaded = tf.saved_model.load(aligned_export)
+
+    def endpoint(request, method, client_kind, dry_run):
+        assert (method, client_kind, dry_run) == ("raw_predict", "PredictionServiceClient", None)
+        body = json.loads(request.http_body.data)
+        signature = loaded.signatures[body["signature_name"]]
+        batch = tf.constant([base64.b64decode(i["image_bytes"]["b64"])
+                             for i in body["instances"]])
+        out = {k: v.numpy().tolist() for k, v in signature(image_bytes=batch).items()}
+        rows = [dict(zip(out, values, strict=True)) for values in zip(*out.values(),
+                                                                      strict=True)]
+        return httpbody_pb2.HttpBody(content_type="application/json",
+                                     data=json.dumps({"predictions": rows}).encode())
+
+    monkeypatch.setattr(serve, "_send", endpoint)
+    monkeypatch.chdir(tmp_path)
+    names = [f"scene{i}.jpg" for i in range(len(photo_scenes))]
+    for name, (data, _) in zip(names, photo_scenes, strict=True):
+        (tmp_path / name).write_bytes(data)
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS(["serve"])
+    with flagsaver.flagsaver(endpoint="7", face="model"):
+        serve.predict("my-proj", "us-central1", names, None)
+    out = capsys.readouterr()
+    lines = list(csv.reader(io.StringIO(out.out)))
+    assert lines[0] == ["file", "face", "x0", "y0", "x1", "y1", "score", "age"]
+    assert [line[:2] for line in lines[1:]] == [["scene0.jpg", "0"], ["scene0.jpg", "1"],
+                                                ["scene2.jpg", "0"]]
+    assert "no face found in scene1.jpg" in out.err.splitlines()
+    direct = run_eager(loaded, photo_signature.NAME,
+                       {"image_bytes": np.array([d for d, _ in photo_scenes], dtype=object)})
+    expected = [direct["ages"][i, j] for i, n in enumerate(FACE_COUNTS) for j in range(n)]
+    np.testing.assert_allclose([float(line[7]) for line in lines[1:]], expected, atol=0.006)
