@@ -78,6 +78,13 @@ def align_crop(image, landmarks, size: int = ALIGNED_SIDE):
     return tf.clip_by_value(tf.floor(out), 0.0, 255.0)
 
 
+def face_crop(image, box, landmarks, face: str, image_size: int, resize: str, margin: float):
+    """One face of a uint8 [H, W, 3] photo -> float32 [image_size, image_size, 3]: cut out as
+    ``face`` says, then framed like any served photo (the model's resize and margin)."""
+    crop = align_crop(image, landmarks) if face == "align" else detect_crop(image, box)
+    return framing.frame(crop, image_size, resize, margin)
+
+
 class PhotoSignature(tf.Module):
     """``predict_photo`` around a model: ``outputs_fn(framed float32 [N, S, S, 3]) -> {"age"}``
     for images framed at ``image_size`` (trainer.export's AgeModule, or a loaded SavedModel's
@@ -107,9 +114,7 @@ class PhotoSignature(tf.Module):
         self._outputs_fn, self._detector = outputs_fn, detector
 
     def _crop(self, image, box, landmarks):
-        size, resize, margin = self._framing
-        crop = align_crop(image, landmarks) if self._face == "align" else detect_crop(image, box)
-        return framing.frame(crop, size, resize, margin)
+        return face_crop(image, box, landmarks, self._face, *self._framing)
 
     def _one(self, data):
         k, size = self._max_faces, self._framing[0]
@@ -157,15 +162,3 @@ def from_saved_model(loaded, face: str = "align", max_faces: int = MAX_FACES,
                           int(loaded.image_size.numpy()), resize, margin, size_limits, face,
                           max_faces, detector)
 
-
-def rows(outputs, names) -> list[list[dict]]:
-    """predict_photo's outputs (numpy) -> per photo, one dict per face (box, landmarks, score,
-    age), largest first; ``names`` only sets the count of photos expected."""
-    out = []
-    for b in range(len(names)):
-        n = int(outputs["num_faces"][b])
-        out.append([{"box": [float(v) for v in outputs["boxes"][b, i]],
-                     "landmarks": [[float(v) for v in p] for p in outputs["landmarks"][b, i]],
-                     "score": float(outputs["scores"][b, i]), "age": float(outputs["ages"][b, i])}
-                    for i in range(n)])
-    return out
