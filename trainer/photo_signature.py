@@ -9,9 +9,9 @@ K = ``max_faces``; a photo's faces come largest first, rows past ``num_faces`` a
 photo passes serving_default's header check (max_pixels, max_aspect_ratio; GIF refused) before it
 is decoded at full size, then goes through the MTCNN graph (imaging.face_detector). Each face is
 cut out as trainer.photos cuts it (``detect``: the box rounded outwards, black past the edge;
-``align``: eyes levelled onto the aligned-crop template, imaging.faces.alignment_matrix, in
-``ImageProjectiveTransformV3``; bilinear where PIL resamples bicubic) and framed like any served
-photo (the model's resize and margin). Like serving_default it ignores EXIF orientation.
+``align``: eyes levelled onto the aligned-crop template, imaging.faces.alignment_matrix, with
+PIL's bicubic affine resampling written in gathers) and framed like any served photo (the model's
+resize and margin). Like serving_default it ignores EXIF orientation.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def detect_crop(image, box):
 
 
 def alignment_transform(landmarks, size: int):
-    """[5, 2] landmarks -> ImageProjectiveTransform's 8 numbers mapping each pixel of the
-    ``size`` square aligned crop back into the photo (imaging.faces.alignment_matrix, eye_mouth
-    measure; pixel centres at +0.5 as PIL's transform puts them)."""
+    """[5, 2] landmarks -> 6 numbers (a, b, c, d, e, f) mapping pixel (x, y) of the ``size``
+    square aligned crop back to the photo's (a x + b y + c, d x + e y + f), pixel centres at
+    whole numbers (imaging.faces.alignment_matrix inverted, eye_mouth measure)."""
     left, right = landmarks[0], landmarks[1]
     eyes, mouth = (left + right) / 2, (landmarks[3] + landmarks[4]) / 2
     delta = right - left
@@ -62,20 +62,40 @@ def alignment_transform(landmarks, size: int):
     det = c * c + s * s
     inv = tf.reshape(tf.stack([c, s, -s, c]) / det, [2, 2])
     target = tf.constant([size / 2, faces.EYE_LINE_Y * size], tf.float32)
-    # in TF's pixel indices (centre at 0): p = inv (o + 0.5 - target) + eyes - 0.5
+    # PIL's continuous coordinates put pixel i's centre at i + 0.5: p = inv (o + 0.5 - target)
+    # + eyes, and p - 0.5 in whole-number centres.
     offset = eyes - 0.5 + tf.linalg.matvec(inv, 0.5 - target)
-    return tf.stack([inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1], 0.0, 0.0])
+    return tf.stack([inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1]])
+
+
+def _cubic_weights(d):
+    """The weights of the neighbours at -1, 0, 1, 2 of PIL's transform bicubic (a = -1)."""
+    d2, d3 = d * d, d * d * d
+    return tf.stack([-d + 2 * d2 - d3, 1 - 2 * d2 + d3, d + d2 - d3, d3 - d2], axis=-1)
 
 
 def align_crop(image, landmarks, size: int = ALIGNED_SIDE):
-    """uint8 [H, W, 3] -> float32 [size, size, 3] aligned crop (black past the photo's edge)."""
-    out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.cast(image, tf.float32)[None],
-        transforms=alignment_transform(landmarks, size)[None],
-        output_shape=tf.constant([size, size]), fill_value=0.0, interpolation="BILINEAR",
-        fill_mode="CONSTANT")[0]
-    # PIL hands the model 8-bit pixels, truncated as its transform truncates them.
-    return tf.clip_by_value(tf.floor(out), 0.0, 255.0)
+    """uint8 [H, W, 3] -> float32 [size, size, 3] aligned crop: PIL's affine BICUBIC transform
+    as imaging.faces.align runs it (4x4 neighbours clamped at the edge, black where the pixel's
+    centre falls outside the photo, truncated to 8 bits), so the pixels are the client's."""
+    t = alignment_transform(landmarks, size)
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    out = tf.range(size, dtype=tf.float32)
+    x = t[0] * out[None, :] + t[1] * out[:, None] + t[2]  # [size, size], whole-number centres
+    y = t[3] * out[None, :] + t[4] * out[:, None] + t[5]
+    inside = ((x >= -0.5) & (x < tf.cast(w, tf.float32) - 0.5)
+              & (y >= -0.5) & (y < tf.cast(h, tf.float32) - 0.5))
+    x0, y0 = tf.floor(x), tf.floor(y)
+    steps = tf.range(-1, 3)
+    xs = tf.clip_by_value(tf.cast(x0, tf.int32)[..., None] + steps, 0, w - 1)  # [S, S, 4]
+    ys = tf.clip_by_value(tf.cast(y0, tf.int32)[..., None] + steps, 0, h - 1)
+    # Only the 16 neighbours of each output pixel become float, never the whole photo.
+    near = tf.cast(tf.gather(tf.reshape(image, [-1, 3]), ys[..., :, None] * w + xs[..., None, :]),
+                   tf.float32)  # [S, S, 4 rows, 4 columns, 3]
+    rows = tf.reduce_sum(near * _cubic_weights(x - x0)[:, :, None, :, None], axis=3)
+    value = tf.reduce_sum(rows * _cubic_weights(y - y0)[..., None], axis=2)
+    value = tf.where(inside[..., None], value, 0.0)
+    return tf.clip_by_value(tf.floor(value), 0.0, 255.0)
 
 
 def face_crop(image, box, landmarks, face: str, image_size: int, resize: str, margin: float):
