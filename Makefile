@@ -60,10 +60,10 @@ UTK_MODEL ?= /work/models/utk96/model
 UTK_RECORDS ?= /work/models/utk96/data
 bench-photo-accuracy: $(STAMP)
 	$(PY) -m bench.photo_accuracy --model=$(UTK_MODEL) --records=$(UTK_RECORDS) \
-		--faces_dir=$(UTKFACE)/images --num_faces=$(or $(NUM_FACES),150)
+		--faces_dir=$(UTKFACE)/images --num_faces=$(or $(NUM_FACES),100)
 
 demo-photos: $(STAMP)
-	DEMO_DIR=$(DEMO_DIR) PY=$(PY) bash scripts/demo_photos.sh
+	DEMO_DIR=$(DEMO_DIR) DEMO_MODEL=$(DEMO_MODEL) PY=$(PY) bash scripts/demo_photos.sh
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache *.egg-info
