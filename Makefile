@@ -56,8 +56,8 @@ bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data_dir=$(UTKFACE)
 
 # Whole photo vs crop, rotated vs upright (UTK_MODEL: a model trained on UTK_RECORDS).
-UTK_MODEL ?= /work/models/utk96/model
-UTK_RECORDS ?= /work/models/utk96/data
+UTK_MODEL ?= ../models/utk96/model
+UTK_RECORDS ?= ../models/utk96/data
 bench-photo-accuracy: $(STAMP)
 	$(PY) -m bench.photo_accuracy --model=$(UTK_MODEL) --records=$(UTK_RECORDS) \
 		--faces_dir=$(UTKFACE)/images --num_faces=$(or $(NUM_FACES),100)

@@ -25,9 +25,9 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-MODEL = flags.DEFINE_string("model", "/work/models/utk96/model", "Trainer MODEL_DIR.")
-RECORDS = flags.DEFINE_string("records", "/work/models/utk96/data",
-                              "The preprocessing output the model was trained on.")
+MODEL = flags.DEFINE_string("model", None, "Trainer MODEL_DIR or SavedModel.", required=True)
+RECORDS = flags.DEFINE_string("records", None, "The preprocessing output the model was trained "
+                              "and validated on.", required=True)
 FACES_DIR = flags.DEFINE_string("faces_dir", "../shared/data/utkface/images",
                                 "The original aligned crops the records were made from.")
 NUM_FACES = flags.DEFINE_integer("num_faces", 300, "Validation faces to use.")
