@@ -11,7 +11,9 @@ aligned crops from ``--faces_dir``. Crop path: each crop file fed directly, as
 (preprocessing.scenes: one face, 40-300 px, JPEG q92), once upright and once rotated up to
 +-30 degrees (the same scene otherwise), detected by the MTCNN graph and cut out and framed by
 the predict_photo signature's own ops (trainer.photo_signature.face_crop): ``detect`` (the box)
-and ``align`` (eyes levelled). Scenes are made in memory and never written.
+and ``align`` (eyes levelled). ``truth`` cuts the scene at the face's true placement instead,
+separating what compositing costs (the pasted face loses its own hair and background to the
+scene's) from what detection and alignment cost. Scenes are made in memory, never written.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ NUM_FACES = flags.DEFINE_integer("num_faces", 300, "Validation faces to use.")
 SEED = flags.DEFINE_integer("seed", 0, "Which faces, and the scenes' draws.")
 OUTPUT = flags.DEFINE_string("output", None, "Also write the figures here as JSON.")
 MODES = ("detect", "align")
+PATHS = ("truth", *MODES)  # truth: the scene cut at the face's true placement (truth_crop)
 CONDITIONS = (("upright", 0.0), ("rotated", 30.0))
 ANGLE_BINS = ((0, 10), (10, 20), (20, 30.01))
 
@@ -72,14 +75,33 @@ def whole_photo_crops(source, index: int, seed: int, max_angle: float, framing_a
 
     s = scenes.compose([source], np.random.default_rng([seed, index]), 1, max_angle)
     [truth] = s.faces
-    image = framing.decode(_jpeg(s.image), framing_args[0], full_size=True)
+    data = _jpeg(s.image)
+    image = framing.decode(data, framing_args[0], full_size=True)
     found = faces.from_outputs(detector.detect_image(image))
     best = max(found, key=lambda f: faces.iou(f.box, truth.box), default=None)
     if best is None or faces.iou(best.box, truth.box) < 0.5:
         return None, truth.angle
     box, marks = tf.constant(best.box, tf.float32), tf.constant(best.landmarks, tf.float32)
-    return {mode: photo_signature.face_crop(image, box, marks, mode, *framing_args).numpy()
-            for mode in MODES}, truth.angle
+    out = {mode: photo_signature.face_crop(image, box, marks, mode, *framing_args).numpy()
+           for mode in MODES}
+    out["truth"] = truth_crop(image.numpy(), truth, source, framing_args)
+    return out, truth.angle
+
+
+def truth_crop(scene_image: np.ndarray, truth, source, framing_args) -> np.ndarray:
+    """The source crop's square cut back out of the scene at its true placement (the similarity
+    that took its eyes to the placed eyes), framed: what the scene holds of the face, with no
+    detector or alignment error. Against the crop path it measures the compositing alone."""
+    from trainer import framing, photos
+
+    side = source.image.shape[0]
+    (a, b), (c, d) = (complex(*p) for p in source.eyes), (complex(*p) for p in truth.eyes)
+    m = (d - c) / (b - a)  # crop pixel z -> scene m z + t, in PIL's continuous coordinates
+    t = c - m * a
+    coeffs = (m.real, -m.imag, t.real, m.imag, m.real, t.imag)
+    cut = Image.fromarray(scene_image).transform((side, side), Image.AFFINE, coeffs,
+                                                 resample=Image.BICUBIC)
+    return framing.decode_and_frame(photos.png_bytes(np.asarray(cut)), *framing_args).numpy()
 
 
 def mae(pred, true) -> float:
@@ -105,7 +127,7 @@ def main(argv) -> int:
         raise ValueError(f"{len(errors)} crops unreadable, first: {next(iter(errors.items()))}")
     crop_pred = predict.predict_ages(loaded, images)
     detector = faces.detector()
-    framed = {(c, m): [] for c, _ in CONDITIONS for m in MODES}
+    framed = {(c, m): [] for c, _ in CONDITIONS for m in PATHS}
     found = {c: [] for c, _ in CONDITIONS}
     angles = []
     for i, ((_, age), path) in enumerate(zip(chosen, paths, strict=True)):
@@ -114,7 +136,7 @@ def main(argv) -> int:
             crops, angle = whole_photo_crops(source, i, SEED.value, max_angle, framing_args,
                                              detector)
             found[condition].append(crops is not None)
-            for mode in MODES:
+            for mode in PATHS:
                 framed[condition, mode].append(crops[mode] if crops else
                                                np.zeros((size, size, 3), np.float32))
         angles.append(angle)
@@ -135,6 +157,9 @@ def main(argv) -> int:
     m = result["mae"]
     result["goals"] = {
         "whole_photo_minus_crop (align, upright; goal <= 0.3)": m["upright/align"] - m["crop"],
+        "of which compositing (truth cut minus crop)": m["upright/truth"] - m["crop"],
+        "of which detection+alignment (align minus truth cut)":
+            m["upright/align"] - m["upright/truth"],
         "rotated_minus_upright, align (goal <= 0.5)": m["rotated/align"] - m["upright/align"],
         "rotated_minus_upright, detect": m["rotated/detect"] - m["upright/detect"]}
     result["seconds"] = round(time.perf_counter() - start, 1)
