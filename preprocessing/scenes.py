@@ -178,8 +178,10 @@ def face_patch(source: FaceSource, face_width: float, angle: float):
     return rotated, to_patch, scale
 
 
-def compose(sources, rng: np.random.Generator, num_faces: int | None = None) -> Scene:
-    """One scene with ``num_faces`` (default: 0-3 at random) faces drawn from ``sources``."""
+def compose(sources, rng: np.random.Generator, num_faces: int | None = None,
+            max_angle: float = MAX_ANGLE) -> Scene:
+    """One scene with ``num_faces`` (default: 0-3 at random) faces drawn from ``sources``.
+    ``max_angle=0`` gives the same scene (same draws) with every face upright."""
     width = int(rng.integers(SCENE_WIDTH[0], SCENE_WIDTH[1] + 1))
     height = int(rng.integers(SCENE_HEIGHT[0], SCENE_HEIGHT[1] + 1))
     canvas = Image.fromarray(np.clip(background(rng, width, height), 0, 255).astype(np.uint8))
@@ -191,7 +193,7 @@ def compose(sources, rng: np.random.Generator, num_faces: int | None = None) -> 
         # log-uniform width: as many small faces as large ones, capped so that it fits
         top_width = min(FACE_WIDTH[1], 0.55 * min(width, height) * bw / max(bw, bh))
         face_width = float(np.exp(rng.uniform(np.log(FACE_WIDTH[0]), np.log(top_width))))
-        angle = float(rng.uniform(-MAX_ANGLE, MAX_ANGLE))
+        angle = float(rng.uniform(-1.0, 1.0)) * max_angle
         patch, to_patch, scale = face_patch(source, face_width, angle)
         half_w, half_h = bw * scale / 2, bh * scale / 2
         for _try in range(40):  # a free spot where the whole box fits; else the face is skipped

@@ -28,6 +28,7 @@ STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 OPTIMIZERS = ("adamw", "sgd")
 DTYPES = ("fp32", "bf16", "fp16")
 AUGMENTS = ("default", "none")
+PHOTO_SIGNATURES = ("none", "detect", "align")  # trainer.photo_signature (the [faces] extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Config:
     tpu: str = ""
     # Outputs.
     export: bool = True
+    photo_signature: str = "none"  # detect|align: the export adds predict_photo
     hypertune_metric: str = "val_mae"
     verbose: int = 2              # Keras progress: 0 silent, 1 bar, 2 one line per epoch
 
@@ -115,7 +117,7 @@ def _validate(c: Config) -> None:
         _fail("model_dir", c.model_dir, "required (or set AIP_MODEL_DIR)")
     choices = {"backbone": BACKBONES, "head": HEADS, "sample_weighting": WEIGHTINGS,
                "distribution_strategy": STRATEGIES, "optimizer": OPTIMIZERS, "dtype": DTYPES,
-               "augment": AUGMENTS}
+               "augment": AUGMENTS, "photo_signature": PHOTO_SIGNATURES}
     for flag, allowed in choices.items():
         if getattr(c, flag) not in allowed:
             _fail(flag, getattr(c, flag), f"must be one of {', '.join(allowed)}")

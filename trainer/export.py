@@ -106,12 +106,14 @@ class AgeModule(tf.Module):
 
 def export_saved_model(model, path: str, image_size: int, head: str, max_age: int, *,
                        resize: str = "crop", margin: float = 0.0,
-                       size_limits: tuple[int, float] | None = None) -> str:
+                       size_limits: tuple[int, float] | None = None,
+                       photo_face: str = "none") -> str:
     """Writes the SavedModel (local or gs://) and returns its path.
 
     ``resize`` and ``margin`` must be the training records' (stats.json): serving_default
     frames raw photos with them. ``size_limits`` = (max_pixels, max_aspect_ratio), default
-    ``serving_limits()``.
+    ``serving_limits()``. ``photo_face="detect"|"align"`` adds the whole-photo signature
+    (trainer.photo_signature; needs the [faces] extra).
     """
     if head not in ("regression", "dex"):
         raise ValueError(f"head must be regression or dex, got {head!r}")
@@ -119,6 +121,12 @@ def export_saved_model(model, path: str, image_size: int, head: str, max_age: in
                        *(size_limits or serving_limits()))
     signatures = {"serving_default": module.serve_bytes.get_concrete_function(),
                   "predict_images": module.serve_images.get_concrete_function()}
+    if photo_face != "none":
+        from trainer import photo_signature
+
+        module.photo = photo_signature.PhotoSignature(
+            module._outputs, image_size, resize, margin, module._limits, photo_face)
+        signatures[photo_signature.NAME] = module.photo.predict_photo.get_concrete_function()
     # Track the tf.Variables the signatures read, as themselves. Tracking the Keras model
     # instead exports each keras.Variable as a new variable initialised from the captured one:
     # TF2's loader rebinds the captures, but TF1's session loader (TF Serving) restores only

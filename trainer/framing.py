@@ -59,13 +59,18 @@ def check(image_size: int, resize: str, margin: float) -> None:
                          "and height trimmed from each side)")
 
 
-def decode(image_bytes, image_size: int, margin: float = 0.0):
-    """Encoded JPEG/PNG/BMP/GIF bytes (scalar string) -> uint8 [H, W, 3], decoded like PIL."""
+def decode(image_bytes, image_size: int, margin: float = 0.0, full_size: bool = False):
+    """Encoded JPEG/PNG/BMP/GIF bytes (scalar string) -> uint8 [H, W, 3], decoded like PIL.
+
+    ``full_size``: no JPEG draft scaling (whole photos, whose faces are cut out later).
+    """
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     draft = draft_size(image_size, margin)
     magic = tf.strings.substr(image_bytes, 0, 4)
 
     def jpeg():
+        if full_size:
+            return tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE")
         shape = tf.io.extract_jpeg_shape(image_bytes)
         # PIL: the largest of 8, 4, 2 that min(width // draft, height // draft) reaches, else 1.
         fits = tf.minimum(shape[0] // draft, shape[1] // draft)

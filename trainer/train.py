@@ -338,7 +338,8 @@ def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
             export.export_saved_model(model, dirs.model_dir + "/saved_model", plan.image_size,
                                       config.head, plan.max_age, resize=plan.resize,
                                       margin=plan.margin,
-                                      size_limits=export.serving_limits(stats))
+                                      size_limits=export.serving_limits(stats),
+                                      photo_face=config.photo_signature)
         _remove_backups(dirs)
         return metrics
     finally:
