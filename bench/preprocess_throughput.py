@@ -27,6 +27,7 @@ import tempfile
 import time
 
 from contract import schema
+from contract.framing import Framing
 from imaging import images
 from preprocessing import metadata, options, pipeline, records
 
@@ -109,7 +110,7 @@ def main(argv=None) -> None:
     work_dir = tempfile.mkdtemp(prefix="face-age-preprocess-bench-", dir="/tmp")
     try:
         labels_csv, tasks = _subset(args.data_dir, args.limit, work_dir)
-        config = images.ImageConfig(image_size=args.image_size)
+        config = images.ImageConfig(Framing(image_size=args.image_size))
         loop_times, beam_times = [], []
         for _ in range(args.repeats):
             loop_n, seconds = plain_loop(tasks, config, args.workers,

@@ -87,15 +87,16 @@ def main(argv=None) -> None:
     if args.child:
         return child(*args.child)
 
+    from contract.framing import Framing
     from trainer import export
     from trainer import model as model_lib
 
     directory = tempfile.mkdtemp(prefix="serving_memory_")
     model = model_lib.build_model(backbone=args.backbone, image_size=args.image_size,
                                   head="regression", max_age=100)
-    path = export.export_saved_model(model, directory + "/sm", args.image_size, "regression",
-                                     100)
-    max_pixels, max_aspect = export.serving_limits()
+    served = Framing(args.image_size).served()
+    path = export.export_saved_model(model, directory + "/sm", served, "regression", 100)
+    max_pixels, max_aspect = served.max_pixels, served.max_aspect_ratio
     print(f"{args.backbone} at {args.image_size}px, serving limits max_pixels {max_pixels}, "
           f"max_aspect_ratio {max_aspect:g}; peak RSS of a fresh process per file")
     rows, baseline = [], None

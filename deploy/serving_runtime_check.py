@@ -57,6 +57,7 @@ def sample_inputs(seed: int = 0) -> dict:
 
 
 def export(out_dir: str) -> None:
+    from contract.framing import Framing
     from trainer.export import export_saved_model
     from trainer.model import build_model
 
@@ -66,8 +67,8 @@ def export(out_dir: str) -> None:
             name = f"{backbone}_{head}"
             model = build_model(backbone=backbone, image_size=IMAGE_SIZE, head=head,
                                 max_age=MAX_AGE, weights="none", initial_age=10.0)
-            path = export_saved_model(model, os.path.join(out_dir, name), IMAGE_SIZE, head,
-                                      MAX_AGE)
+            path = export_saved_model(model, os.path.join(out_dir, name), Framing(IMAGE_SIZE),
+                                      head, MAX_AGE)
             loaded = tf.saved_model.load(path)
             np.savez(os.path.join(out_dir, f"{name}.npz"), **{
                 f"{sig}/{out}": value for sig, feed in inputs.items()

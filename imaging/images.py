@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from contract import limits, reasons
-from contract.framing import RESIZE_MODES, draft_size
+from contract.framing import EXIF_ORIENTATION, RESIZE_MODES, TRANSPOSED_ORIENTATIONS, Framing
 
 _SIZE_REASONS = {limits.PIXELS: reasons.TOO_MANY_PIXELS,
                  limits.ASPECT: reasons.EXTREME_ASPECT_RATIO}
@@ -47,12 +47,8 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class ImageConfig:
-    image_size: int = 224
-    resize: str = "crop"  # "crop": fill the square, cut the overflow; "pad": fit inside, pad black
-    margin: float = 0.0  # fraction of width/height trimmed from each side before resizing
+    framing: Framing = Framing(image_size=224)
     jpeg_quality: int = 90
-    max_pixels: int = limits.MAX_PIXELS
-    max_aspect_ratio: float = limits.MAX_ASPECT_RATIO
 
 
 @dataclass(frozen=True)
@@ -180,18 +176,18 @@ def brightness(grey: np.ndarray) -> float:
 
 def process(data: bytes, config: ImageConfig) -> ProcessedImage:
     """The whole per-image stage: bytes -> ProcessedImage, or ImageError naming the reason."""
-    draft = draft_size(config.image_size, config.margin)
+    framing = config.framing
     # The pixel guard needs the header size, so read it from the undrafted open inside decode.
-    image = decode(data, config.max_pixels, draft_size=draft,
-                   max_aspect_ratio=config.max_aspect_ratio)
+    image = decode(data, framing.max_pixels, draft_size=framing.draft_size(),
+                   max_aspect_ratio=framing.max_aspect_ratio)
     original = _original_size(data, image)
     rgb = to_rgb(image)
-    square = fit(rgb, config.image_size, config.resize, config.margin)
+    square = fit(rgb, framing.image_size, framing.resize, framing.margin)
     grey = np.asarray(square.convert("L"))
     return ProcessedImage(
         jpeg=encode_jpeg(square, config.jpeg_quality),
-        height=config.image_size,
-        width=config.image_size,
+        height=framing.image_size,
+        width=framing.image_size,
         original_height=original[1],
         original_width=original[0],
         blur=blur_score(grey),
@@ -203,8 +199,8 @@ def _original_size(data: bytes, decoded: Image.Image) -> tuple[int, int]:
     """(width, height) of the stored photo as displayed, i.e. before draft, after EXIF rotation."""
     with Image.open(io.BytesIO(data)) as header:  # header only: no pixel decoding
         width, height = header.size
-        orientation = header.getexif().get(0x0112, 1)
-    if orientation in (5, 6, 7, 8):  # the EXIF orientations that swap width and height
+        orientation = header.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation in TRANSPOSED_ORIENTATIONS:
         width, height = height, width
     return width, height
 

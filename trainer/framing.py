@@ -30,33 +30,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from contract.framing import (  # draft_size: trainer.predict imports it from here
-    DEFAULT_MARGIN,
-    DEFAULT_RESIZE,
-    RESIZE_MODES,
-    draft_size,
-    margin_problem,
-)
-from contract.stats import Stats
+from contract.framing import Framing, draft_size
 
-DEFAULT_FRAMING = (DEFAULT_RESIZE, DEFAULT_MARGIN)
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG"
 _GIF_MAGIC = b"GIF8"
 _BMP_MAGIC = b"BM"
 _HEADER_BYTES = 26  # every width/height read below lies in the first 26 bytes
 _DRAFT_RATIOS = (1, 2, 4, 8)  # the DCT scalings libjpeg offers, as PIL's draft() tries them
-
-
-def check(image_size: int, resize: str, margin: float) -> None:
-    """Raises ValueError naming the bad setting (the same bounds preprocessing's flags use)."""
-    if int(image_size) < 1:
-        raise ValueError(f"image_size={image_size}: must be a positive number of pixels")
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"resize={resize!r}: must be one of {', '.join(RESIZE_MODES)}")
-    if margin_problem(margin):
-        raise ValueError(f"margin={margin}: {margin_problem(margin)} (fraction of the width "
-                         "and height trimmed from each side)")
 
 
 def decode(image_bytes, image_size: int, margin: float = 0.0):
@@ -172,7 +153,7 @@ def frame(images, image_size: int, resize: str = "crop", margin: float = 0.0):
     each side (skipped when nothing would remain), scale so the short side (crop) or the long
     side (pad) is ``image_size``, then cut the overflow evenly or centre it on black.
     """
-    check(image_size, resize, margin)
+    Framing(image_size, resize, margin)  # FramingError naming a bad setting
     # No float copy of the full-size photo: the resize reads uint8 and writes float32.
     if images.dtype not in (tf.uint8, tf.float32):
         images = tf.cast(images, tf.float32)
@@ -205,25 +186,18 @@ def frame(images, image_size: int, resize: str = "crop", margin: float = 0.0):
     return tf.ensure_shape(out, [None] * (out.shape.rank - 3) + [image_size, image_size, 3])
 
 
-def decode_and_frame(image_bytes, image_size: int, resize: str = "crop", margin: float = 0.0):
+def decode_and_frame(image_bytes, framing: Framing):
     """One photo's bytes -> float32 [image_size, image_size, 3], framed like its record."""
-    return frame(decode(image_bytes, image_size, margin), image_size, resize, margin)
+    return frame(decode(image_bytes, framing.image_size, framing.margin), framing.image_size,
+                 framing.resize, framing.margin)
 
 
-def record_framing(stats: Stats, data_dir: str = "") -> tuple[str, float]:
-    """(resize, margin) the records in stats.json were framed with (older outputs: defaults)."""
-    resize, margin = stats.resize, stats.margin
-    try:
-        check(stats.image_size or 1, resize, margin)
-    except ValueError as e:
-        raise ValueError(f"stats.json in {data_dir!r}: {e}") from None
-    return resize, margin
-
-
-def read_framing(loaded) -> tuple[str, float]:
-    """(resize, margin) stored in a loaded SavedModel (trainer.export); defaults for older ones."""
-    if not hasattr(loaded, "resize") or not hasattr(loaded, "margin"):
-        return DEFAULT_FRAMING
-    resize = loaded.resize.numpy()
-    return (resize.decode("utf-8") if isinstance(resize, bytes) else str(resize),
-            float(loaded.margin.numpy()))
+def read_framing(loaded) -> Framing:
+    """The framing a loaded SavedModel (trainer.export) serves. Exports older than a stored
+    setting get the one they served with: a centre crop, no margin, the serving limits."""
+    stored = {}
+    for name in ("image_size", "resize", "margin", "max_pixels", "max_aspect_ratio"):
+        if hasattr(loaded, name):
+            value = getattr(loaded, name).numpy()
+            stored[name] = value.decode("utf-8") if isinstance(value, bytes) else value.item()
+    return Framing.from_dict(stored, "the SavedModel's framing variables").served()

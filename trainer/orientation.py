@@ -29,9 +29,9 @@ import warnings
 from PIL import Image
 
 from contract import limits, reasons
+from contract.framing import EXIF_ORIENTATION
 from imaging import images
 
-EXIF_ORIENTATION = 0x0112
 # preprocessing's --max_pixels default: a larger photo would not have become a record either.
 MAX_PIXELS = limits.MAX_PIXELS
 # What serving_default's decode reads (trainer.framing.decode), as Pillow names the formats.
