@@ -30,8 +30,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from contract import limits, reasons
 from contract.framing import EXIF_ORIENTATION, RESIZE_MODES, TRANSPOSED_ORIENTATIONS, Framing
 
-_SIZE_REASONS = {limits.PIXELS: reasons.TOO_MANY_PIXELS,
-                 limits.ASPECT: reasons.EXTREME_ASPECT_RATIO}
+SIZE_REASONS = {  # contract.limits.size_problem kind -> reason code
+    limits.PIXELS: reasons.TOO_MANY_PIXELS, limits.ASPECT: reasons.EXTREME_ASPECT_RATIO}
 # Transparent pixels are composited onto white: cut-out portraits are usually shown on white.
 _BACKGROUND = (255, 255, 255)
 
@@ -94,7 +94,7 @@ def decode(data: bytes, max_pixels: int, draft_size: int | None = None,
                                       max_aspect_ratio=max_aspect_ratio)
         if problem:
             kind, message = problem
-            raise ImageError(_SIZE_REASONS[kind], message)
+            raise ImageError(SIZE_REASONS[kind], message)
         if draft_size and image.format == "JPEG":
             # Requests a square so the result is big enough whichever way EXIF rotates it.
             image.draft(image.mode, (draft_size, draft_size))

@@ -79,8 +79,8 @@ def check_header(data: bytes, *, max_pixels: int = MAX_PIXELS,
     problem = limits.size_problem(width, height, max_pixels=max_pixels,
                                   max_aspect_ratio=max_aspect_ratio)
     if problem:
-        raise images.ImageError(reasons.TOO_MANY_PIXELS if problem[0] == limits.PIXELS
-                                else limits.ASPECT, f"refused before decoding: {problem[1]}")
+        raise images.ImageError(images.SIZE_REASONS[problem[0]],
+                                f"refused before decoding: {problem[1]}")
     return kind
 
 
