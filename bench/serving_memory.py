@@ -2,13 +2,11 @@
 
     python -m bench.serving_memory [--backbone mobilenet_v3_small] [--image_size 96]
 
-Exports a randomly initialised model once, then for each input starts a fresh process that
-loads the SavedModel, sends the file through ``serving_default`` and reports its peak RSS
-(VmHWM: ru_maxrss would report the launching process's peak, which Linux carries across fork
-and exec) and the outcome. Inputs: a normal 200x200 face (the baseline), a 12 MP phone-sized
-JPEG, the largest PNG the serving limit accepts, and the hostile PNGs of
-deploy.serving_runtime_check (refused in the graph before any decode). Goal: every input at or
-below 1.5x the normal face's peak.
+Exports a random model once; for each input a fresh process loads it, sends the file through
+``serving_default`` and reports its peak RSS (VmHWM: ru_maxrss would carry the launcher's peak
+across fork and exec). Inputs: a normal 200x200 face (the baseline), a 12 MP JPEG, the largest
+PNG the serving limit accepts and deploy.serving_runtime_check's hostile PNGs. Goal: every input
+at or below 1.5x the baseline's peak.
 """
 
 from __future__ import annotations

@@ -1,15 +1,13 @@
 """Serve the exported SavedModel as TensorFlow Serving does, and compare with the eager path.
 
-    # with the project's TensorFlow: export fresh small models, record their eager outputs
-    python -m deploy.serving_runtime_check export --dir=DIR
-    # with the serving runtime's TensorFlow (a bare tensorflow-cpu venv): load, serve, compare
-    python -m deploy.serving_runtime_check check --dir=DIR
+    python -m deploy.serving_runtime_check export --dir=DIR  # the project's TF: export, record
+    python -m deploy.serving_runtime_check check --dir=DIR   # the serving runtime's TF: compare
 
 TF Serving (and every Vertex prebuilt TF prediction image) loads a SavedModel with the TF1
-session loader and runs a signature by feeding and fetching the tensor names of its
-SignatureDef; ``run_v1`` does exactly that. ``check`` also sends hostile PNGs and expects the
-in-graph size check's InvalidArgument. At module level this file imports only TensorFlow and
-numpy (the export side imports the trainer lazily), so ``check`` runs on TF 2.15.
+session loader and feeds and fetches its SignatureDef's tensor names; ``run_v1`` does exactly
+that. ``check`` also sends hostile PNGs and expects the in-graph size check's InvalidArgument. At
+module level only TensorFlow and numpy are imported (the export side imports the trainer
+lazily), so ``check`` runs on TF 2.15.
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
-"""One image file's bytes -> one resized RGB JPEG plus quality measures. Pure functions.
+"""One image file's bytes -> one framed RGB JPEG plus quality measures. Pure functions.
 
-Nothing here knows about Beam or files: the pipeline's DoFn and the benchmark's plain loop both
-call ``process`` on bytes, and the tests call every step directly. A broken input raises
-``ImageError`` whose ``reason`` is a code from ``contract.reasons``.
-
-Order of operations, and why:
-1. Guard the pixel count and the aspect ratio from the header *before* decoding, so a
-   decompression bomb costs a header read, not gigabytes of RAM, and the resize's output stays
-   bounded (a 1xN strip scaled so its short side fills the square would grow N times it).
-2. ``draft`` (JPEG only) lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is much
-   smaller than the photo; it never goes below the size the final resize needs.
-3. Apply the EXIF orientation before anything looks at geometry (phone photos are often stored
-   sideways with a rotation tag), then convert every mode to 8-bit RGB.
-4. Resize once, to the square the trainer uses, and measure blur/brightness on *that* image so
-   the numbers are comparable across photos of different resolutions.
+Nothing here knows about Beam or files: the pipeline's DoFn and the benchmark's loop call
+``process`` on bytes, and the tests call each step. A broken input raises ``ImageError`` whose
+``reason`` is a ``contract.reasons`` code. Order: the header's size is checked before decoding (a
+bomb costs a header read); JPEGs decode at a reduced ``draft`` scale when the square is much
+smaller; EXIF orientation is applied before any geometry, then every mode becomes 8-bit RGB; the
+photo is framed once (``contract.framing``) and blur/brightness are measured on that square, so
+they compare across resolutions.
 """
 
 from __future__ import annotations

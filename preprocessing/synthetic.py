@@ -3,13 +3,11 @@ r"""Built-in SYNTHETIC sample data: face-like drawings with age labels - not pho
     python -m preprocessing.synthetic --output_dir=DIR --num_images=500 --image_size=64 --seed=0 \
         [--corrupt_fraction=0.05] [--duplicate_fraction=0.02]
 
-Writes DIR/images/*.jpg, DIR/labels.csv (``file_name,real_age,gender``; gender 0 male, 1 female
-as in UTKFace) and DIR/manifest.json. The drawings (see ``preprocessing.synthetic_faces``) carry
-a learnable visual age signal and ages skewed like UTKFace's (many 20-40, few 60+, some
-children); about 15 percent are Gaussian-blurred. On request the sample also holds broken entries
-(truncated JPEG, random bytes, empty file, missing file, bad ages) and duplicate images, and the
-manifest says which rejection reason (``contract.reasons``) a correct preprocessing job must
-give each. The same seed gives the same bytes.
+Writes DIR/images/*.jpg, DIR/labels.csv (``file_name,real_age,gender``, as in UTKFace) and
+DIR/manifest.json. The drawings (``preprocessing.synthetic_faces``) carry a learnable age signal,
+ages skewed like UTKFace's, and some blur. On request the sample also holds broken entries and
+duplicates, and the manifest says which ``contract.reasons`` code preprocessing must give each.
+The same seed gives the same bytes.
 """
 
 from __future__ import annotations

@@ -1,29 +1,13 @@
 """Served photos framed exactly like preprocessing framed the training records. Pure TF.
 
-imaging/images.py (PIL) turns every training photo into a square record: decode, trim
-``margin`` of the width/height from each side, then ``resize="crop"`` (the short side fills the
-square, the overflow is cut evenly) or ``resize="pad"`` (the long side fills it, black bars
-centred around it), bicubic resampling to ``image_size``. The SavedModel (trainer.export) and
-trainer.predict get raw photos instead, so they repeat those steps here, in TensorFlow ops that
-trace into the SavedModel; a model served faces framed unlike its training records would be
-measured on one thing (trainer.evaluate feeds records) and deployed on another.
-
-What is mirrored, and why each detail matters:
-- JPEG "draft": PIL decodes a JPEG at 1/2, 1/4 or 1/8 scale when the target is that much
-  smaller, and rounds the trim and resize sizes on the *drafted* size; ``decode`` picks the same
-  scale (``tf.io.decode_jpeg(ratio=...)``) so the integer geometry agrees, with the accurate
-  integer DCT that libjpeg (and so PIL) uses by default.
-- Transparent PNG pixels are composited onto white, like ``imaging.images.to_rgb``.
-- Sizes are rounded half to even on float64, as Python's ``round`` does in images.fit; crop
-  offsets and pad placement are the same floor divisions.
-- ``tf.image.resize(method="bicubic", antialias=True)`` is the Keys cubic (a = -0.5) with its
-  support widened by the downscale factor: PIL's BICUBIC filter.
-
-Not mirrored (documented limits): EXIF orientation (TF's decoders ignore it, PIL applies it)
-and PIL's ``reducing_gap`` box pre-shrink. Against ``imaging.images.fit`` on the same bytes
-(PNG/JPEG/BMP, alpha, 2..1500 px, crop and pad, margin 0-0.25) the framed pixels differ by
-0.0-0.22 of a level on average and at most 1 level at the 99th percentile: PIL rounds to 8 bits
-between its two resampling passes, TF does not.
+The SavedModel (trainer.export) and trainer.predict get raw photos, so they repeat
+``imaging.images``' framing (``contract.framing``: margin trim, crop or pad, bicubic resize) in
+TensorFlow ops that trace into the SavedModel: a model served faces framed unlike its records
+would be measured on one thing and deployed on another. Mirrored: PIL's JPEG draft scale, alpha
+composited onto white, Python's round-half-even sizes, PIL's BICUBIC filter (see each function).
+Not mirrored: EXIF orientation (clients orient first, trainer.orientation) and PIL's
+``reducing_gap`` pre-shrink; PIL also rounds to 8 bits between its two resampling passes, so
+pixels differ by under a level (tests/test_framing.py bounds it).
 """
 
 from __future__ import annotations
@@ -52,6 +36,8 @@ def decode(image_bytes, image_size: int, margin: float = 0.0):
         fits = tf.minimum(shape[0] // draft, shape[1] // draft)
         index = tf.reduce_sum(tf.cast(fits >= tf.constant(_DRAFT_RATIOS[1:]), tf.int32))
         return tf.switch_case(index, [
+            # The same DCT scale as PIL's draft, so the integer trim and resize sizes agree, and
+            # libjpeg's default accurate integer DCT, as PIL uses.
             (lambda r=r: tf.io.decode_jpeg(image_bytes, channels=3, ratio=r,
                                            dct_method="INTEGER_ACCURATE"))
             for r in _DRAFT_RATIOS])
@@ -159,6 +145,7 @@ def frame(images, image_size: int, resize: str = "crop", margin: float = 0.0):
         images = tf.cast(images, tf.float32)
     shape = tf.shape(images)
     height, width = shape[-3], shape[-2]
+    # tf.round on float64 rounds half to even, as Python's round in images.fit does.
     if margin:
         dy = tf.cast(tf.round(tf.cast(height, tf.float64) * margin), tf.int32)
         dx = tf.cast(tf.round(tf.cast(width, tf.float64) * margin), tf.int32)
@@ -172,6 +159,7 @@ def frame(images, image_size: int, resize: str = "crop", margin: float = 0.0):
     new_w = tf.maximum(1, tf.cast(tf.round(w * scale), tf.int32))
     if resize == "pad":  # rounding must not push the long side past the square
         new_h, new_w = tf.minimum(image_size, new_h), tf.minimum(image_size, new_w)
+    # Keys cubic (a = -0.5) with its support widened by the downscale factor: PIL's BICUBIC.
     resized = tf.image.resize(images, tf.stack([new_h, new_w]), method="bicubic",
                               antialias=True)
     resized = tf.clip_by_value(resized, 0.0, 255.0)  # cubic lobes overshoot at edges

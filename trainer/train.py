@@ -1,21 +1,12 @@
 """Train, evaluate and export: ``run(config)`` is the whole job, and what the tests call.
 
-Order (each a function below): strategy -> plan (derived numbers, validated up front) -> data ->
-model -> fit, in two stages -> restore the best weights -> evaluate on validation -> export.
-
-Two-stage fine-tuning: the first ``freeze_epochs`` train only the head, with the backbone frozen
-and its BatchNorm in inference mode, at ``head_learning_rate``; the rest train the unfrozen part
-at ``fine_tune_learning_rate``. Each stage is one ``fit()`` with its own optimizer and warm-up +
-cosine schedule, and its own ``BackupAndRestore`` directory: after SIGTERM, the same command
-restores the last finished epoch of whichever stage was running (a finished stage is restored,
-not re-run, also when the job stops during the final evaluation or export) and loses at most the
-current epoch. The backups are removed only when the job has written everything, so the next run
-of the command starts fresh, and forgets the finished run's best weights.
-
-Precise BN (``--bn_recalibration_batches``): after each epoch's training and before its
-validation, the moving statistics of the BatchNorm layers that trained are re-estimated as the
-average over un-augmented training batches (``trainer.precise_bn``), so every val_mae, the best
-checkpoint, metrics.json and the export use statistics that match the weights.
+Order: strategy -> plan (validated up front) -> data -> model -> fit, in two stages -> restore the
+best weights -> evaluate on validation -> export. Stage one (``freeze_epochs``) trains the head
+with the backbone frozen; stage two the unfrozen part. Each stage is one ``fit()`` with its own
+optimizer, schedule and ``BackupAndRestore`` directory: after SIGTERM the same command resumes the
+running stage's last finished epoch (a finished stage is restored, not re-run); the backups go
+only once everything is written. Precise BN (``trainer.precise_bn``) re-estimates BatchNorm
+statistics after each epoch's training, so val_mae, the best checkpoint and the export match.
 """
 
 from __future__ import annotations
@@ -191,8 +182,8 @@ def pad_to_steps(ds: tf.data.Dataset, image_size: int, batch_size: int,
 
     Every worker then runs the same number of validation steps. Finite on purpose: Keras makes a
     new iterator for each validation pass and drops the previous one at the next; an endless
-    padded stream kept that iterator's prefetch running, and dropping it took 17 s in 3 of 4
-    epochs (bench.train_throughput, 100-step epochs).
+    padded stream kept that iterator's prefetch running, and dropping it stalled most epochs
+    for many seconds (bench.train_throughput shows it).
     """
     pad = tf.data.Dataset.from_tensors(
         (tf.zeros([image_size, image_size, 3]), tf.constant(losses.PAD_AGE), tf.constant(0.0)))
