@@ -89,6 +89,8 @@ def test_run_writes_the_output_contract(data_dir, tmp_path):
     assert written["val_mae"] == pytest.approx(
         min(float(r["val_mae"]) for r in rows), rel=1e-4)  # the best epoch's weights
     loaded = tf.saved_model.load(str(model_dir / "saved_model"))
+    # metrics.json records the framing the SavedModel serves: the records', at the model's size.
+    assert Framing.from_dict(written) == framing.read_framing(loaded) == Framing(32).served()
     out = loaded.signatures["serving_default"](
         image_bytes=tf.constant([_png(signal_image(30.0, 40, np.random.default_rng(0)))]))
     assert out["age"].shape == (1,) and out["age_distribution"].shape == (1, 101)
