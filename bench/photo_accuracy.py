@@ -65,7 +65,7 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def whole_photo_crops(source, index: int, seed: int, max_angle: float, framing_args, detector):
+def whole_photo_crops(source, index: int, seed: int, max_angle: float, served, detector):
     """The face of ``source`` in its scene -> ({mode: framed crop} or None if not found, angle)."""
     import tensorflow as tf
 
@@ -76,19 +76,20 @@ def whole_photo_crops(source, index: int, seed: int, max_angle: float, framing_a
     s = scenes.compose([source], np.random.default_rng([seed, index]), 1, max_angle)
     [truth] = s.faces
     data = _jpeg(s.image)
-    image = framing.decode(data, framing_args[0], full_size=True)
+    image = framing.decode(data, served.image_size, full_size=True)
     found = faces.from_outputs(detector.detect_image(image))
     best = max(found, key=lambda f: faces.iou(f.box, truth.box), default=None)
     if best is None or faces.iou(best.box, truth.box) < 0.5:
         return None, truth.angle
     box, marks = tf.constant(best.box, tf.float32), tf.constant(best.landmarks, tf.float32)
-    out = {mode: photo_signature.face_crop(image, box, marks, mode, *framing_args).numpy()
+    out = {mode: photo_signature.face_crop(image, box, marks, mode, served.image_size,
+                                                 served.resize, served.margin).numpy()
            for mode in MODES}
-    out["truth"] = truth_crop(image.numpy(), truth, source, framing_args)
+    out["truth"] = truth_crop(image.numpy(), truth, source, served)
     return out, truth.angle
 
 
-def truth_crop(scene_image: np.ndarray, truth, source, framing_args) -> np.ndarray:
+def truth_crop(scene_image: np.ndarray, truth, source, served) -> np.ndarray:
     """The source crop's square cut back out of the scene at its true placement (the similarity
     that took its eyes to the placed eyes), framed: what the scene holds of the face, with no
     detector or alignment error. Against the crop path it measures the compositing alone."""
@@ -101,7 +102,7 @@ def truth_crop(scene_image: np.ndarray, truth, source, framing_args) -> np.ndarr
     coeffs = (m.real, -m.imag, t.real, m.imag, m.real, t.imag)
     cut = Image.fromarray(scene_image).transform((side, side), Image.AFFINE, coeffs,
                                                  resample=Image.BICUBIC)
-    return framing.decode_and_frame(photos.png_bytes(np.asarray(cut)), *framing_args).numpy()
+    return framing.decode_and_frame(photos.png_bytes(np.asarray(cut)), served).numpy()
 
 
 def mae(pred, true) -> float:
@@ -118,11 +119,11 @@ def main(argv) -> int:
     start = time.perf_counter()
     loaded = predict.load(MODEL.value)
     size = int(loaded.image_size.numpy())
-    framing_args = (size, *read_framing(loaded))
+    served = read_framing(loaded)
     chosen = validation_faces(RECORDS.value, NUM_FACES.value, SEED.value)
     paths = [os.path.join(FACES_DIR.value, name) for name, _ in chosen]
     ages = np.array([age for _, age in chosen])
-    images, ok, errors = predict.read_images(paths, *framing_args)
+    images, ok, errors = predict.read_images(paths, served)
     if errors:
         raise ValueError(f"{len(errors)} crops unreadable, first: {next(iter(errors.items()))}")
     crop_pred = predict.predict_ages(loaded, images)
@@ -133,7 +134,7 @@ def main(argv) -> int:
     for i, ((_, age), path) in enumerate(zip(chosen, paths, strict=True)):
         source = scenes.aligned_crop_source(path, age)
         for condition, max_angle in CONDITIONS:
-            crops, angle = whole_photo_crops(source, i, SEED.value, max_angle, framing_args,
+            crops, angle = whole_photo_crops(source, i, SEED.value, max_angle, served,
                                              detector)
             found[condition].append(crops is not None)
             for mode in PATHS:

@@ -3,14 +3,11 @@ r"""Real faces pasted into larger made-up scenes, with ground truth, for detecto
     python -m preprocessing.scenes --output_dir=DIR --num_scenes=300 --seed=0 \
         [--faces_dir=DIR --labels=DIR/labels.csv]   # default faces: the public-domain astronaut
 
-Each scene is a 512-1024 x 384-768 px background (gradients, smooth noise, stripes, checkers,
-random shapes, grain) holding 0-3 faces, each scaled so its face box is 40-300 px wide, rotated by
-up to +-30 degrees and blended in through a feathered ellipse (no rectangular seams for a detector
-to latch onto). Writes DIR/scenes/scene_NNNNN.jpg and DIR/truth.jsonl (one line per scene: file,
-width, height, faces: box x1,y1,x2,y2, eyes, angle in degrees counter-clockwise, age, source).
-Scene i depends only on (seed, i). The face sources' own box and eye positions are ground truth:
-``astronaut()`` is hand-checked, ``aligned_crop_source`` is the geometry of UTKFace-style aligned
-200 px crops (their face box is calibrated, see ALIGNED_CROP_*).
+Each scene is a textured background holding 0-3 faces, scaled, rotated and blended in through a
+feathered ellipse (no seams for a detector to latch onto); sizes are the constants below. Writes
+DIR/scenes/scene_NNNNN.jpg and DIR/truth.jsonl (per face: box x1,y1,x2,y2, eyes, angle, age,
+source). Scene i depends only on (seed, i). Ground truth comes from the sources: ``astronaut()``
+is hand-checked, ``aligned_crop_source`` follows UTKFace-style aligned crops (ALIGNED_CROP_*).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import pytest
 from google.cloud.aiplatform.constants import prediction as sdk_prediction
 from PIL import Image
 
+from contract.framing import Framing
 from deploy import machines, serving
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,7 +257,7 @@ def test_predict_instances_feed_the_exported_serving_signature(tmp_path, head):
 
     model = build_model(backbone="tiny", image_size=32, head=head, max_age=100, dropout=0.0,
                         initial_age=30.0)
-    path = export_saved_model(model, str(tmp_path / "saved_model"), 32, head, 100)
+    path = export_saved_model(model, str(tmp_path / "saved_model"), Framing(32), head, 100)
     signature = tf.saved_model.load(path).signatures["serving_default"]
     assert list(signature.structured_input_signature[1]) == [serving.INPUT_NAME]
 

@@ -9,6 +9,7 @@ import pytest
 from fixed_models import mean_colour_model
 from PIL import Image
 
+from contract.framing import Framing
 from deploy.hostile_images import flat_png
 from deploy.serving_runtime_check import run_eager, run_v1
 from imaging import faces
@@ -36,14 +37,15 @@ def photo_scenes():
 @pytest.fixture(scope="module")
 def aligned_export(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("photo") / "saved_model")
-    return export.export_saved_model(mean_colour_model(SIZE), path, SIZE, "regression",
+    return export.export_saved_model(mean_colour_model(SIZE), path, Framing(SIZE), "regression",
                                      max_age=120, photo_face="align")
 
 
 def client_ages(loaded, data: bytes, mode: str) -> list[float]:
     """trainer.predict's path: crops cut with PIL (trainer.photos), framed, predict_images."""
     crops = photos.face_crops(photos.upright_rgb(data), mode)
-    framed = [framing.decode_and_frame(photos.png_bytes(c), SIZE).numpy() for _, c in crops]
+    framed = [framing.decode_and_frame(photos.png_bytes(c), Framing(SIZE)).numpy()
+              for _, c in crops]
     return list(predict.predict_ages(loaded, np.stack(framed))) if framed else []
 
 
@@ -138,7 +140,7 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="face='none'"):
         photo_signature.check_face("none")
     with pytest.raises(ValueError, match="max_faces=0"):
-        photo_signature.PhotoSignature(None, SIZE, "crop", 0.0, (100, 10.0), max_faces=0)
+        photo_signature.PhotoSignature(None, Framing(SIZE), max_faces=0)
 
 
 @pytest.mark.slow

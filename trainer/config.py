@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 
 from contract import files
+from contract.framing import image_size_problem
 
 BACKBONES = ("resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "tiny")
 HEADS = ("regression", "dex")
@@ -135,8 +136,9 @@ def _validate(c: Config) -> None:
             _fail(flag, getattr(c, flag), "must be a non-negative integer (0 = automatic)"
                   if flag in ("image_size", "max_age", "steps_per_epoch")
                   else "must be a non-negative integer")
-    if 0 < c.image_size < 32:
-        _fail("image_size", c.image_size, "must be at least 32 pixels (or 0 = from stats.json)")
+    if c.image_size and image_size_problem(c.image_size):
+        _fail("image_size", c.image_size,
+              f"{image_size_problem(c.image_size)} (or 0 = from stats.json)")
     if c.freeze_epochs > c.epochs:
         _fail("freeze_epochs", c.freeze_epochs, f"cannot exceed --epochs={c.epochs} (the total)")
     if c.unfreeze not in ("all", "last_block") and not (c.unfreeze.isdigit() and

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from contract.framing import Framing
 from imaging import faces
 from trainer import framing
 from trainer.photos import ALIGNED_SIDE
@@ -110,16 +111,13 @@ class PhotoSignature(tf.Module):
     for images framed at ``image_size`` (trainer.export's AgeModule, or a loaded SavedModel's
     predict_images: ``from_saved_model``)."""
 
-    def __init__(self, outputs_fn, image_size: int, resize: str, margin: float,
-                 size_limits: tuple[int, float], face: str = "align",
+    def __init__(self, outputs_fn, served: Framing, face: str = "align",
                  max_faces: int = MAX_FACES, detector=None):
         super().__init__(name="photo_signature")
-        framing.check(image_size, resize, margin)
         if int(max_faces) < 1:
             raise ValueError(f"max_faces={max_faces}: must be >= 1")
         self._face, self._max_faces = check_face(face), int(max_faces)
-        self._framing = (int(image_size), resize, float(margin))
-        self._limits = (int(size_limits[0]), float(size_limits[1]))
+        self._framing = served  # framing and size limits, as serving_default's
         self._hold(outputs_fn, detector or faces.detector())
         # Readable after loading: which crop the signature cuts, and how many faces it returns.
         self.face = tf.Variable(face, trainable=False, name="face")
@@ -134,11 +132,13 @@ class PhotoSignature(tf.Module):
         self._outputs_fn, self._detector = outputs_fn, detector
 
     def _crop(self, image, box, landmarks):
-        return face_crop(image, box, landmarks, self._face, *self._framing)
+        f = self._framing
+        return face_crop(image, box, landmarks, self._face, f.image_size, f.resize, f.margin)
 
     def _one(self, data):
-        k, size = self._max_faces, self._framing[0]
-        data = framing.check_declared_size(data, *self._limits, gif=False)
+        k, size = self._max_faces, self._framing.image_size
+        data = framing.check_declared_size(data, self._framing.max_pixels,
+                                           self._framing.max_aspect_ratio, gif=False)
         image = framing.decode(data, size, full_size=True)
         found = self._detector._detect(image)
         boxes = found["boxes"]
@@ -155,7 +155,7 @@ class PhotoSignature(tf.Module):
                 tf.pad(scores, [[0, pad]]), tf.pad(crops, [[0, pad], [0, 0], [0, 0], [0, 0]]), n)
 
     def _predict(self, image_bytes):
-        k, size = self._max_faces, self._framing[0]
+        k, size = self._max_faces, self._framing.image_size
         spec = tf.TensorSpec
         # One photo at a time, as serving_default: memory holds one decoded photo.
         boxes, marks, scores, crops, counts = tf.map_fn(
@@ -176,9 +176,6 @@ def from_saved_model(loaded, face: str = "align", max_faces: int = MAX_FACES,
     """The photo signature around a loaded trainer.export SavedModel's predict_images (for
     models exported without it; eager use, e.g. bench.photo_accuracy)."""
     predict_images = loaded.signatures["predict_images"]
-    resize, margin = framing.read_framing(loaded)
-    size_limits = (int(loaded.max_pixels.numpy()), float(loaded.max_aspect_ratio.numpy()))
     return PhotoSignature(lambda images: predict_images(images=images),
-                          int(loaded.image_size.numpy()), resize, margin, size_limits, face,
-                          max_faces, detector)
+                          framing.read_framing(loaded), face, max_faces, detector)
 
