@@ -184,8 +184,12 @@ def process(data: bytes, config: ImageConfig) -> ProcessedImage:
     # The pixel guard needs the header size, so read it from the undrafted open inside decode.
     image = decode(data, config.max_pixels, draft_size=draft,
                    max_aspect_ratio=config.max_aspect_ratio)
-    original = _original_size(data, image)
-    rgb = to_rgb(image)
+    return frame(to_rgb(image), config, _original_size(data, image))
+
+
+def frame(rgb: Image.Image, config: ImageConfig, original: tuple[int, int]) -> ProcessedImage:
+    """An RGB face crop -> its framed square, encoded and measured; ``original`` is the
+    (width, height) of the photo it came from, as displayed."""
     square = fit(rgb, config.image_size, config.resize, config.margin)
     grey = np.asarray(square.convert("L"))
     return ProcessedImage(

@@ -30,6 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from contract import files, schema
 from contract import stats as stats_file
+from preprocessing import face_stage
 from preprocessing.labels import join
 
 STAGING_DIR = ".staging"
@@ -137,6 +138,7 @@ def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_
         "split_ratios": list(config.split_ratios),
         "group_by": config.group_by,
         "id": "first 32 hex digits of the SHA-256 of the original image file's bytes",
+        "faces": face_stage.stats_entry(config, rejects, shards),
     }
     write_stats(directory, stats_file.Stats.from_dict(stats, join(directory, stats_file.FILE)))
 
@@ -228,6 +230,6 @@ def write_tfds_metadata(output_dir: str, stats: dict, image_size: int, extra_col
                    for name, s in stats["splits"].items() if s["count"]],
     }
     files.write_json(join(output_dir, _FEATURES),
-                     schema.tfds_features_json(image_size, extra_columns))
+                     schema.tfds_features_json(image_size, extra_columns, bool(stats.get("faces"))))
     files.write_json(join(output_dir, _DATASET_INFO), info)
     return "written"
