@@ -14,9 +14,8 @@ from PIL import Image
 from contract import reasons, schema
 from contract import stats as stats_file
 from imaging import faces, images
-from preprocessing import face_stage, options
+from preprocessing import face_stage, options, scenes
 from preprocessing import run as run_module
-from preprocessing import scenes
 
 pytest.importorskip("skimage")
 REPO = Path(__file__).resolve().parents[1]
@@ -280,6 +279,12 @@ def test_align_with_largest_keeps_multi_face_photos_and_none_is_unchanged(tmp_pa
     assert stats["faces"] == {"mode": "align", "multi_face": "largest", "no_face": 2,
                               "multi_face_kept": 2, "multi_face_rejected": 0}
     assert len(_read_records(tmp_path / "align", True)) == 4
+    # TFDS reads the face features from the metadata the job wrote.
+    import tensorflow_datasets as tfds
+
+    split = next(name for name, s in stats["splits"].items() if s["count"])
+    element = next(iter(tfds.builder_from_directory(str(tmp_path / "align")).as_dataset(split)))
+    assert element["face"]["landmarks"].shape == (5, 2) and element["face"]["score"] > 0.8
     assert stats["inputs"] == 4 + sum(stats["rejects"].values())
     # --face=none: every photo is a record, no face keys, the same bytes as without the flag.
     plain = _run(labels, images_dir, tmp_path / "none", "--face=none")
