@@ -7,7 +7,8 @@ DEMO_DIR ?= demo_out
 UTKFACE ?= ../shared/data/utkface
 
 .PHONY: venv demo test test-fast lint bench bench-preprocess bench-input bench-train bench-export \
-	bench-quality bench-faults bench-scaling bench-serving-memory check-serving clean
+	bench-quality bench-faults bench-scaling bench-serving-memory bench-face-preprocess \
+	check-serving clean
 
 venv: $(STAMP)
 
@@ -50,6 +51,9 @@ bench-faults: $(STAMP)
 
 bench-scaling: $(STAMP)
 	$(PY) -m bench.preprocess_scaling
+
+bench-face-preprocess: $(STAMP)
+	$(PY) -m bench.face_preprocess --data_dir=$(UTKFACE) --num_scenes=300
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data_dir=$(UTKFACE)

@@ -15,6 +15,8 @@ imported in ``setup`` (DoFn.setup: once per worker process), never by a --face=n
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -58,6 +60,10 @@ class FaceFramer:
         self.detector = None  # built in setup, on the worker: not pickled with the DoFn
 
     def setup(self) -> None:
+        # Grappler logs a cost-model warning per traced crop op at start-up: noise in a job's
+        # log. Only before TensorFlow is first imported, and never over the user's own choice.
+        if "tensorflow" not in sys.modules:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.detector = faces.detector()  # TensorFlow and the weights load here, once a process
 
     def frame(self, data: bytes) -> Framed:
