@@ -8,7 +8,7 @@ UTKFACE ?= ../shared/data/utkface
 
 .PHONY: venv demo test test-fast lint bench bench-preprocess bench-input bench-train bench-export \
 	bench-quality bench-faults bench-scaling bench-serving-memory bench-photo-accuracy \
-	demo-photos check-serving clean
+	bench-face-preprocess demo-photos check-serving clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,9 @@ bench-faults: $(STAMP)
 
 bench-scaling: $(STAMP)
 	$(PY) -m bench.preprocess_scaling
+
+bench-face-preprocess: $(STAMP)
+	$(PY) -m bench.face_preprocess --data_dir=$(UTKFACE) --num_scenes=300
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data_dir=$(UTKFACE)

@@ -81,6 +81,9 @@ def predict_split(predict_fn, data_dir: str, split: str, *, batch_size: int, ima
         columns["brightness"] += meta["brightness"].numpy().astype(np.float64).tolist()
         for name in extra_columns:
             columns[name] += _text(meta[name].numpy())
+        if data.FACE_SCORE_KEY in meta:  # records cut from photos by preprocessing --face
+            columns.setdefault(data.FACE_SCORE_KEY, []).extend(
+                meta[data.FACE_SCORE_KEY].numpy().astype(np.float64).tolist())
     frame = pd.DataFrame(columns)
     if frame.empty:
         raise ValueError(f"split {split!r} of {data_dir!r} holds no records to evaluate")
@@ -172,7 +175,8 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
     pngs = report.build_plots(frame, evaluation, stats=stats,
                               history=read_history(location.model_dir), gallery=gallery)
     report.write_report(base, title=f"Age estimation: {split} split", info=info,
-                        sections=report.evaluation_sections(evaluation, list(pngs)), pngs=pngs)
+                        sections=report.evaluation_sections(evaluation, list(pngs))
+                        + report.face_sections(stats, evaluation), pngs=pngs)
     return result
 
 

@@ -19,10 +19,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from contract import limits
+from contract.framing import FACE_MODES
 from imaging import faces, images
 from trainer import spreadsheet
 
-FACE_MODES = ("none", "detect", "align")
 ALIGNED_SIDE = 200  # the side of UTKFace's aligned crops, which the template describes
 _COLOURS = ((255, 64, 64), (64, 200, 255), (255, 210, 0), (120, 255, 120))
 
@@ -53,12 +53,8 @@ def face_crops(rgb: np.ndarray, mode: str, detector=None) -> list[tuple[faces.Fa
     found = sorted(faces.detect(rgb, detector), key=lambda f: -f.area)
     out = []
     for face in found:
-        if mode == "align":
-            crop = faces.align(rgb, face, ALIGNED_SIDE)
-        else:  # the box, rounded outwards; PIL fills what lies past the photo's edge with black
-            x0, y0, x1, y1 = face.box
-            box = (int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
-            crop = np.asarray(Image.fromarray(rgb).crop(box))
+        crop = (faces.align(rgb, face, ALIGNED_SIDE) if mode == "align"
+                else faces.crop_box(rgb, face))
         out.append((face, crop))
     return out
 
