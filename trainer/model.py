@@ -8,7 +8,8 @@ Heads:
 - ``regression``: one linear unit, output [B, 1] in years (no clamp: a clamp would kill the
   gradient for out-of-range guesses; export clamps to [0, max_age]).
 - ``dex`` (Rothe et al., DEX): softmax over the integer ages 0..max_age, output [B, K]; the
-  prediction is the expected value ``sum_k k * p_k`` (``expected_age``).
+  prediction is the expected value ``sum_k k * p_k`` (``expected_age``) and its spread the
+  standard deviation of that distribution (``age_std``: the per-face uncertainty).
 The output layer always computes in float32 (mixed precision keeps softmax/regression stable).
 """
 
@@ -154,6 +155,20 @@ def expected_age(outputs, head: str):
         return tf.reshape(outputs, [-1])
     ages = tf.range(tf.shape(outputs)[-1], dtype=tf.float32)
     return tf.reduce_sum(outputs * ages, axis=-1)
+
+
+def age_std(outputs, head: str):
+    """dex outputs -> the standard deviation [B] of each face's age distribution, in years.
+
+    sqrt(sum_k p_k (k - mean)^2); the centred form avoids E[k^2] - E[k]^2 cancelling in float32.
+    Regression outputs carry no distribution, so there is no spread to report.
+    """
+    if head != "dex":
+        raise ValueError(f"head={head!r}: only the dex head outputs a distribution (age_std)")
+    outputs = tf.cast(outputs, tf.float32)
+    ages = tf.range(tf.shape(outputs)[-1], dtype=tf.float32)
+    mean = tf.reduce_sum(outputs * ages, axis=-1, keepdims=True)
+    return tf.sqrt(tf.reduce_sum(outputs * tf.square(ages - mean), axis=-1))
 
 
 def backbone_of(model: keras.Model) -> keras.Model:
