@@ -10,7 +10,8 @@ r"""Serve the exported SavedModel from Vertex AI: upload, deploy to an endpoint,
 (unless --endpoint names one) and deploys the model there with all the traffic. ``predict`` sends
 each image as {"image_bytes": {"b64": ...}} and prints ``file,age`` CSV (trainer.predict's
 columns and limits, deploy.serving); with ``--face`` the detector runs here and each face crop
-is sent, printed as ``file,face,x0,y0,x1,y1,score,age``. ``--dry_run`` prints
+is sent, printed as ``file,face,x0,y0,x1,y1,score,age``. Dex models add an ``age_std`` column
+(the std of the face's age distribution). ``--dry_run`` prints
 every request as JSON instead (model and endpoint IDs are chosen up front, so the printed
 requests are complete).
 """
@@ -142,9 +143,9 @@ def predict(project, region, images, dry_run) -> None:
             continue
         predictions = json_format.MessageToDict(type(response).pb(response))["predictions"]
         for key, prediction in zip(keys, predictions, strict=True):
-            age = serving.age_of(prediction)
-            rows.append({"file": key, "age": round(age, 2)} if isinstance(key, str) else
-                        photos.face_row(key[0], key[1], key[2], age))
+            age, std = serving.age_of(prediction), serving.std_of(prediction)
+            rows.append(photos.image_row(key, age, std) if isinstance(key, str) else
+                        photos.face_row(key[0], key[1], key[2], age, std))
     if dry_run is None:
         photos.write_rows(rows, JSON.value)
 

@@ -280,3 +280,15 @@ def age_of(prediction) -> float:
     if not isinstance(value, int | float):
         raise ValueError(f"prediction {prediction!r} is not an age")
     return float(value)
+
+
+def std_of(prediction) -> float | None:
+    """A prediction's ``age_std`` (dex models: the std of the age distribution), else None."""
+    if not isinstance(prediction, dict) or prediction.get("age_std") is None:
+        return None
+    value = prediction["age_std"]
+    if isinstance(value, list | tuple) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, int | float):
+        raise ValueError(f"prediction {prediction!r}: age_std is not a number")
+    return float(value)
