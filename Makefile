@@ -7,7 +7,7 @@ DEMO_DIR ?= demo_out
 UTKFACE ?= ../shared/data/utkface
 
 .PHONY: venv demo test test-fast lint bench bench-preprocess bench-input bench-train bench-export \
-	bench-quality bench-faults bench-scaling bench-serving-memory check-serving clean
+	bench-quality bench-faults bench-scaling bench-serving-memory bench-edge check-serving clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,11 @@ bench-scaling: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data_dir=$(UTKFACE)
+
+# The TFLite models (none/float16/int8) beside the SavedModel: validation MAE and latency.
+EDGE_MODEL ?= $(DEMO_DIR)/model
+bench-edge: $(STAMP)
+	$(PY) -m bench.edge_model --model=$(EDGE_MODEL)
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache *.egg-info

@@ -3,6 +3,8 @@
     python -m trainer.export_lite --model=MODEL_DIR --quantize=none|float16|int8 \\
         [--output=FILE.tflite] [--data_dir=DIR] [--calibration_examples=200]
 
+Default output: MODEL_DIR/model_QUANTIZE.tflite.
+
 The network is rebuilt from MODEL_DIR/config.json and given the exported SavedModel's weights
 (the best ones, with their precise-BN statistics), then checked against the SavedModel's
 predict_images on sample faces before anything is written. The TFLite model takes framed faces
@@ -55,7 +57,8 @@ def keras_from_export(model: str):
     for w in weights:
         w.assign(saved[w.path].numpy())
     _check_against(network, loaded, head, max_age, size)
-    return network, {**config, "image_size": size, "max_age": max_age}, loaded
+    return network, {**config, "image_size": size, "max_age": max_age,
+                     "model_dir": location.model_dir}, loaded
 
 
 def _check_against(network, loaded, head: str, max_age: int, size: int) -> None:
@@ -137,11 +140,11 @@ def export_lite(model: str, quantize: str, output: str | None = None,
 
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"--quantize={quantize!r}: must be one of {', '.join(QUANTIZATIONS)}")
+    if output is not None and not lite.is_lite(output):
+        raise ValueError(f"--output={output!r}: must end in {lite.SUFFIX}")
     network, config, loaded = keras_from_export(model)
     size, head, max_age = config["image_size"], config["head"], config["max_age"]
-    output = output or f"{model.rstrip('/')}/model_{quantize}{lite.SUFFIX}"
-    if not lite.is_lite(output):
-        raise ValueError(f"--output={output!r}: must end in {lite.SUFFIX}")
+    output = output or f"{config['model_dir']}/model_{quantize}{lite.SUFFIX}"
     data_dir = data_dir or config.get("data_dir")
     representative = (representative_images(data_dir, size, calibration_examples)
                       if quantize == "int8" else None)
