@@ -139,7 +139,7 @@ def test_bad_inputs_are_named(trained, tmp_path):
         export_lite.convert(mean_colour_model(SIZE), head="regression", max_age=120,
                             image_size=SIZE, quantize="int8")
     lonely = tmp_path / "lonely.tflite"
-    lonely.write_bytes(open(paths["none"], "rb").read())
+    shutil.copy(paths["none"], lonely)
     with pytest.raises(FileNotFoundError, match="lonely.json"):
         lite.load_predict_fn(str(lonely))
     with pytest.raises(ValueError, match=r"takes framed faces \[N, 32, 32, 3\], got \[1, 40"):
