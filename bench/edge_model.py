@@ -7,7 +7,8 @@ export_lite; int8 calibrated on --calibration_examples training records), and fo
 SavedModel and each .tflite the full trainer.evaluate report on --split (OUT/eval_NAME/).
 Latency: one framed face per call, every variant called in turn --repeats times (so the
 machine's load spreads evenly over them), median per variant; TensorFlow and the interpreters
-get --threads threads. For int8 it lists the ops left in float (the per-op check).
+get --threads threads. For int8 it lists the ops left in float (the per-op check);
+``int8_all`` is int8 with the head quantized too (export_lite --noint8_float_head).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def main(argv=None) -> None:
     p.add_argument("--data_dir", default=None, help="Default: config.json's data_dir.")
     p.add_argument("--split", default="validation")
     p.add_argument("--output_dir", default="bench_out/edge_model")
-    p.add_argument("--quantize", default="none,float16,int8")
+    p.add_argument("--quantize", default="none,float16,int8,int8_all")
     p.add_argument("--calibration_examples", type=int, default=200)
     p.add_argument("--repeats", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
@@ -63,10 +64,11 @@ def main(argv=None) -> None:
     data_dir = args.data_dir or config.get("data_dir")
     out = args.output_dir.rstrip("/")
     variants = {"saved_model": args.model}
-    for q in args.quantize.split(","):
+    for q in args.quantize.split(","):  # int8_all: int8 head too (--noint8_float_head)
         t = time.time()
         variants[f"tflite_{q}"] = export_lite.export_lite(
-            args.model, q, f"{out}/model_{q}.tflite", data_dir, args.calibration_examples)
+            args.model, q.removesuffix("_all"), f"{out}/model_{q}.tflite", data_dir,
+            args.calibration_examples, float_head=not q.endswith("_all"))
         print(f"exported {q} in {time.time() - t:.0f} s", flush=True)
 
     rows = {}

@@ -68,6 +68,11 @@ def test_round_trip_through_the_interpreter(trained, quantize):
     kinds = {d["dtype"] for d in lite.interpreter(path).get_tensor_details()}
     assert (np.int8 in kinds) == (quantize == "int8")
     assert (np.float16 in kinds) == (quantize == "float16")
+    ops = _op_dtypes(lite.interpreter(path))
+    if quantize == "int8":  # the convolutions in int8, the head (softmax on) in float32
+        assert {t for op, t in ops if op == "CONV_2D"} == {np.int8}
+        head = ops[[op for op, _ in ops].index("SOFTMAX"):]
+        assert {t for _, t in head} == {np.float32} and len(head) >= 5
     details = lite.interpreter(path).get_signature_runner().get_input_details()
     assert details["images"]["dtype"] == np.float32  # float in, whatever the quantization
 
@@ -111,13 +116,28 @@ def test_fixed_models_keep_their_known_answers(quantize):
                                      representative=representative)
     dex = export_lite.convert(grey_dex_model(SIZE), head="dex", max_age=2, image_size=SIZE,
                               quantize=quantize, representative=representative)
-    tol = 1e-4 if quantize == "none" else 0.6  # int8: one step of 8 bits over 0..255 and more
+    # int8: the input and pooled mean in 8 bits (steps of 1/255 of the range), the head float.
+    tol = 1e-4 if quantize == "none" else 0.6
     ages = _run(regression, faces)
     assert set(ages) == {"age"}  # regression: no distribution, so no std
     np.testing.assert_allclose(ages["age"], 80 * greys / 255 + 5, atol=tol)
     out = _run(dex, faces)
     np.testing.assert_allclose(out["age"], 1.0, atol=tol / 6)
     np.testing.assert_allclose(out["age_std"], [grey_dex_std(g) for g in greys], atol=tol / 6)
+
+
+def _op_dtypes(interpreter) -> list[tuple[str, type]]:
+    tensors = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    return [(op["op_name"], tensors[op["outputs"][0]]) for op in interpreter._get_ops_details()]
+
+
+def test_int8_head_can_be_quantized_too(trained, tmp_path):
+    root, _, _ = trained
+    path = export_lite.export_lite(str(root / "model"), "int8", str(tmp_path / "all.tflite"),
+                                   calibration_examples=10, float_head=False)
+    ops = _op_dtypes(lite.interpreter(path))
+    assert ("SOFTMAX", np.int8) in ops
+    assert json.loads((tmp_path / "all.json").read_text())["float_head"] is False
 
 
 def _run(content: bytes, faces) -> dict:

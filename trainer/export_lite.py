@@ -10,7 +10,8 @@ The network is rebuilt from MODEL_DIR/config.json and given the exported SavedMo
 predict_images on sample faces before anything is written. The TFLite model takes framed faces
 and returns age (and age_std for dex); trainer.lite describes the input and outputs and runs it.
 ``int8`` quantizes weights and activations, calibrated on ``--calibration_examples`` training
-records (``--data_dir``, default the one in config.json); input and outputs stay float32.
+records (``--data_dir``, default the one in config.json), except the head (convert); input and
+outputs stay float32.
 ``float16`` halves the weights; ``none`` is the float32 graph. FILE.json is written beside.
 """
 
@@ -107,8 +108,14 @@ def representative_images(data_dir: str, size: int, count: int):
 
 
 def convert(network, *, head: str, max_age: int, image_size: int, quantize: str,
-            representative=None) -> bytes:
-    """The .tflite bytes for one quantization (``representative``: needed for int8)."""
+            representative=None, float_head: bool = True) -> bytes:
+    """The .tflite bytes for one quantization (``representative``: needed for int8).
+
+    int8 with ``float_head`` keeps the ops after the last fully connected layer in float32
+    (dex: softmax, expected age and std; regression: the output layer and clamp): an int8
+    softmax rounds every probability to 1/256 and drops the tail that the expectation and the
+    std are made of, and an int8 age has steps of max_age / 255 years.
+    """
     import tensorflow as tf
 
     from trainer.export import _captured_variables
@@ -121,20 +128,57 @@ def convert(network, *, head: str, max_age: int, image_size: int, quantize: str,
     # would be saved as copies the function never reads, and convert to nothing).
     holder = tf.Module()
     holder.model_variables = _captured_variables([function])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], holder)
-    if quantize == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif quantize == "int8":
+
+    def converter_for(quantize: str):  # one conversion per converter (a second one fails)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function], holder)
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            converter.representative_dataset = representative
+        return converter
+
+    if quantize == "int8":
         if representative is None:
             raise ValueError("--quantize=int8 needs calibration images (training records)")
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-    return converter.convert()
+        if float_head:
+            return _with_float_head(converter_for, head, representative)
+    return converter_for(quantize).convert()
+
+
+def _with_float_head(converter_for, head: str, representative) -> bytes:
+    """int8 quantization with the head's ops (head_ops of the float graph) left in float32."""
+    import tensorflow as tf
+
+    from trainer import lite
+
+    float_model = converter_for("none").convert()
+
+    def as_lists():  # the debugger feeds lists, the converter dicts
+        for item in representative():
+            yield list(item.values())
+
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=head_ops(lite.interpreter(float_model), head))
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter_for("int8"), debug_dataset=as_lists, debug_options=options)
+    return debugger.get_nondebug_quantized_model()
+
+
+def head_ops(interpreter, head: str) -> list[str]:
+    """Output tensor names of the ops after the last FULLY_CONNECTED (dex) or from it on
+    (regression), in a TFLite model."""
+    ops = interpreter._get_ops_details()  # the only per-op listing the Python API has
+    last = max(i for i, op in enumerate(ops) if op["op_name"] == "FULLY_CONNECTED")
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    first = last + 1 if head == "dex" else last
+    return [names[t] for op in ops[first:] for t in op["outputs"]]
 
 
 def export_lite(model: str, quantize: str, output: str | None = None,
-                data_dir: str | None = None, calibration_examples: int = 200) -> str:
+                data_dir: str | None = None, calibration_examples: int = 200,
+                float_head: bool = True) -> str:
     """Writes FILE.tflite and FILE.json (trainer.lite); returns the .tflite path."""
     from trainer import files, lite
 
@@ -149,7 +193,7 @@ def export_lite(model: str, quantize: str, output: str | None = None,
     representative = (representative_images(data_dir, size, calibration_examples)
                       if quantize == "int8" else None)
     content = convert(network, head=head, max_age=max_age, image_size=size, quantize=quantize,
-                      representative=representative)
+                      representative=representative, float_head=float_head)
     from trainer.framing import read_framing
 
     resize, margin = read_framing(loaded)
@@ -161,6 +205,7 @@ def export_lite(model: str, quantize: str, output: str | None = None,
     if quantize == "int8":
         info["calibration"] = {"data_dir": data_dir, "split": "train",
                                "examples": calibration_examples}
+        info["float_head"] = float_head
     files.write_bytes(output, content)
     files.write_bytes(lite.info_path(output), json.dumps(info, indent=2).encode("utf-8"))
     return output
@@ -172,7 +217,8 @@ def main(argv):
     del argv
     f = flags.FLAGS
     try:
-        path = export_lite(f.model, f.quantize, f.output, f.data_dir, f.calibration_examples)
+        path = export_lite(f.model, f.quantize, f.output, f.data_dir, f.calibration_examples,
+                           f.int8_float_head)
     except (FileNotFoundError, ValueError) as e:
         print(f"trainer.export_lite: {e}", file=sys.stderr)
         return 1
@@ -191,6 +237,8 @@ def _define_flags():
     flags.DEFINE_string("data_dir", None, "int8: records to calibrate on (train split); default "
                         "config.json's data_dir.")
     flags.DEFINE_integer("calibration_examples", 200, "int8: training faces to calibrate on.")
+    flags.DEFINE_bool("int8_float_head", True, "int8: keep the head (softmax, expected age and "
+                      "std; a regression output) in float32.")
     flags.mark_flags_as_required(["model"])
 
 
