@@ -2,12 +2,11 @@
 
     python -m bench.edge_model --model=MODEL_DIR [--split=validation] [--threads=1]
 
-Writes MODEL_DIR-independent files to --output_dir: one .tflite per --quantize (trainer.
-export_lite; int8 calibrated on --calibration_examples training records), and for the
-SavedModel and each .tflite the full trainer.evaluate report on --split (OUT/eval_NAME/).
-Latency: one framed face per call, every variant called in turn --repeats times (so the
-machine's load spreads evenly over them), median per variant; TensorFlow and the interpreters
-get --threads threads. For int8 it lists the ops left in float (the per-op check);
+Writes to --output_dir: one .tflite per --quantize (trainer.export_lite; int8 calibrated on
+--calibration_examples training records), and for the SavedModel and each .tflite the full
+trainer.evaluate report on --split (OUT/eval_NAME/). Latency: one framed face per call, every
+variant called in turn --repeats times (so the machine's load spreads evenly over them), median
+and minimum per variant; TensorFlow and the interpreters get --threads threads. For int8 it lists the ops left in float (the per-op check);
 ``int8_all`` is int8 with the head quantized too (export_lite --noint8_float_head).
 """
 
@@ -39,6 +38,16 @@ def float_ops(path: str) -> collections.Counter:
     return out
 
 
+def partitions(path: str, threads: int) -> int:
+    """How many pieces the default (XNNPACK) delegate runs: ops it cannot take split the graph,
+    and each piece boundary costs a hand-over to TFLite's own kernels."""
+    from trainer import lite
+
+    interpreter = lite.interpreter(path, threads)
+    interpreter.allocate_tensors()
+    return sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="The trainer's MODEL_DIR.")
@@ -47,7 +56,7 @@ def main(argv=None) -> None:
     p.add_argument("--output_dir", default="bench_out/edge_model")
     p.add_argument("--quantize", default="none,float16,int8,int8_all")
     p.add_argument("--calibration_examples", type=int, default=200)
-    p.add_argument("--repeats", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch_size", type=int, default=64)
     args = p.parse_args(argv)
@@ -98,6 +107,9 @@ def main(argv=None) -> None:
             times[name].append(time.perf_counter() - t)
     for name in fns:
         rows[name]["ms"] = 1000 * float(np.median(times[name]))
+        rows[name]["min_ms"] = 1000 * float(np.min(times[name]))
+        if lite.is_lite(variants[name]):
+            rows[name]["delegate_partitions"] = partitions(variants[name], args.threads)
     report(rows, args, float_ops(variants["tflite_int8"]) if "tflite_int8" in variants else None,
            out)
 
@@ -117,14 +129,16 @@ def report(rows: dict, args, int8_float_ops, out: str) -> None:
     ref_float = rows.get("tflite_none", base)
     print(f"\n{args.model} on {args.split} ({base['faces']} faces), {args.threads} thread(s), "
           f"median of {args.repeats} single-image calls, {os.cpu_count()} CPU cores")
-    print("| variant | MB | MAE | ΔMAE vs SavedModel | MAE drop @80% | ms/image | "
-          "speed-up vs SavedModel | vs TFLite float32 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variant | MB | MAE | ΔMAE vs SavedModel | MAE drop @80% | ms/image median (min) | "
+          "speed-up vs SavedModel | vs TFLite float32 (by min) | delegate pieces |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         drop = (r["uncertainty"] or {}).get("mae_drop_at_80")
         print(f"| {name} | {r['mb']:.1f} | {r['mae']:.3f} | {r['mae'] - base['mae']:+.3f} | "
-              f"{'-' if drop is None else f'{100 * drop:.1f}%'} | {r['ms']:.2f} | "
-              f"{base['ms'] / r['ms']:.2f}x | {ref_float['ms'] / r['ms']:.2f}x |")
+              f"{'-' if drop is None else f'{100 * drop:.1f}%'} | {r['ms']:.2f} "
+              f"({r['min_ms']:.2f}) | {base['ms'] / r['ms']:.2f}x | "
+              f"{ref_float['ms'] / r['ms']:.2f}x ({ref_float['min_ms'] / r['min_ms']:.2f}x) | "
+              f"{r.get('delegate_partitions', '-')} |")
     if int8_float_ops is not None:
         listed = ", ".join(f"{k} x{v}" for k, v in sorted(int8_float_ops.items())) or "none"
         print(f"int8 ops computing in float32: {listed}")
