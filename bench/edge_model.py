@@ -6,8 +6,9 @@ Writes to --output_dir: one .tflite per --quantize (trainer.export_lite; int8 ca
 --calibration_examples training records), and for the SavedModel and each .tflite the full
 trainer.evaluate report on --split (OUT/eval_NAME/). Latency: one framed face per call, every
 variant called in turn --repeats times (so the machine's load spreads evenly over them), median
-and minimum per variant; TensorFlow and the interpreters get --threads threads. For int8 it lists the ops left in float (the per-op check);
-``int8_all`` is int8 with the head quantized too (export_lite --noint8_float_head).
+and minimum per variant; TensorFlow and the interpreters get --threads threads. For int8 it
+lists the ops left in float (the per-op check); ``int8_all`` is int8 with the head quantized too
+(export_lite --noint8_float_head).
 """
 
 from __future__ import annotations
