@@ -8,7 +8,7 @@ UTKFACE ?= ../shared/data/utkface
 
 .PHONY: venv demo test test-fast lint bench bench-preprocess bench-input bench-train bench-export \
 	bench-quality bench-faults bench-scaling bench-serving-memory bench-photo-accuracy \
-	bench-face-preprocess demo-photos check-serving clean
+	bench-face-preprocess bench-edge demo-photos check-serving clean
 
 venv: $(STAMP)
 
@@ -67,6 +67,11 @@ bench-photo-accuracy: $(STAMP)
 
 demo-photos: $(STAMP)
 	DEMO_DIR=$(DEMO_DIR) DEMO_MODEL=$(DEMO_MODEL) PY=$(PY) bash scripts/demo_photos.sh
+
+# The TFLite models (none/float16/int8) beside the SavedModel: validation MAE and latency.
+EDGE_MODEL ?= $(DEMO_DIR)/model
+bench-edge: $(STAMP)
+	$(PY) -m bench.edge_model --model=$(EDGE_MODEL)
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache *.egg-info

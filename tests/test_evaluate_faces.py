@@ -13,6 +13,7 @@ from PIL import Image
 
 from contract import schema
 from contract import stats as stats_file
+from contract.framing import Framing
 from trainer import evaluate, export, metrics, report
 
 SIZE = 32
@@ -47,7 +48,7 @@ def test_report_shows_face_counts_and_mae_by_detector_score(tmp_path):
     _write_data(tmp_path / "data", {"mode": "detect", "multi_face": "largest", "no_face": 7,
                                     "multi_face_kept": 3, "multi_face_rejected": 0})
     export.export_saved_model(mean_colour_model(SIZE), str(tmp_path / "model" / "saved_model"),
-                              SIZE, "regression", max_age=120)
+                              Framing(SIZE), "regression", max_age=120)
     result = evaluate.evaluate(str(tmp_path / "model"), str(tmp_path / "data"), "test",
                                str(tmp_path / "out"))
     predictions = pd.read_csv(tmp_path / "out" / evaluate.PREDICTIONS_CSV)
