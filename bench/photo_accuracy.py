@@ -1,19 +1,12 @@
-r"""Age MAE of the whole-photo path against the crop path on the same faces, and on rotated faces
-with and without alignment, side by side in one run.
+r"""Age MAE of the whole-photo path against the crop path on the same faces, side by side.
 
     python -m bench.photo_accuracy --model=MODEL_DIR --records=DATA_DIR \
         --faces_dir=../shared/data/utkface/images [--num_faces=300]
 
-Faces: ``--num_faces`` drawn (``--seed``) from the validation split of ``--records`` (the
-preprocessing output the model was validated on; never its test split), read as the original
-aligned crops from ``--faces_dir``. Crop path: each crop file fed directly, as
-``trainer.predict`` feeds an image. Whole-photo path: each crop pasted into a composed scene
-(preprocessing.scenes: one face, 40-300 px, JPEG q92), once upright and once rotated up to
-+-30 degrees (the same scene otherwise), detected by the MTCNN graph and cut out and framed by
-the predict_photo signature's own ops (trainer.photo_signature.face_crop): ``detect`` (the box)
-and ``align`` (eyes levelled). ``truth`` cuts the scene at the face's true placement instead,
-separating what compositing costs (the pasted face loses its own hair and background to the
-scene's) from what detection and alignment cost. Scenes are made in memory, never written.
+Faces come from the validation split of --records (never test), read as the original crops. Each
+is fed directly (crop path) and pasted into a composed scene, upright and rotated, then cut out by
+the predict_photo signature's ops: ``detect``, ``align``, and ``truth`` (the true placement, which
+separates what compositing costs from what detection costs). Scenes are never written.
 """
 
 from __future__ import annotations

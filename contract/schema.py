@@ -1,14 +1,10 @@
 """The one record schema shared by the Beam writer and the tf.data reader.
 
-Every face becomes one ``tf.train.Example``. The feature names, dtypes and defaults live here
-and nowhere else: ``encode`` is what preprocessing writes, ``parse`` is what the trainer reads,
-and ``tfds_features_json`` describes the same bytes to TFDS (the features.json that
-``tfds.builder_from_directory(output_dir)`` reads to load the splits). Write-then-read tests pin
-all three to each other, and the JSON to what TFDS itself writes.
-
-Extra label columns (gender, race, a subject id, APPA-REAL's apparent age, ...) are carried
-generically as strings under ``extra/<name>``; the list of names for a data set is stored in
-its metadata (``extra_columns`` in stats.json) so the reader knows which keys to expect.
+Every face becomes one ``tf.train.Example`` whose feature names, dtypes and defaults live only
+here: ``encode`` is what preprocessing writes, ``parse`` what the trainer reads, and
+``tfds_features_json`` describes the same bytes to TFDS (``tfds.builder_from_directory``).
+Extra label columns are carried as strings under ``extra/<name>``; their names are stored in
+stats.json (``extra_columns``) so the reader knows which keys to expect.
 """
 
 from __future__ import annotations

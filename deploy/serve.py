@@ -1,21 +1,12 @@
 r"""Serve the exported SavedModel from Vertex AI: upload, deploy to an endpoint, predict.
 
     python -m deploy.serve upload  --project=P --region=R --artifact_uri=gs://B/run/model/saved_model
-    python -m deploy.serve deploy  --project=P --region=R --artifact_uri=gs://.../saved_model \
-        [--machine_type=n1-standard-4 --min_replicas=1 --max_replicas=3]
+    python -m deploy.serve deploy  --project=P --region=R --artifact_uri=gs://.../saved_model
     python -m deploy.serve predict --project=P --region=R --endpoint=ENDPOINT_ID a.jpg b.png
     python -m deploy.serve predict ... --face=detect|align|model [--json] photo.jpg  # per face
 
-``deploy`` uploads the model (unless --model names one already registered), creates an endpoint
-(unless --endpoint names one) and deploys the model there with all the traffic. ``predict`` sends
-each image as {"image_bytes": {"b64": ...}} and prints ``file,age`` CSV (trainer.predict's
-columns and limits, deploy.serving); with ``--face`` the detector runs here and each face crop
-is sent, printed as ``file,face,x0,y0,x1,y1,score,age``. Dex models add an ``age_std`` column
-(the std of the face's age distribution). ``--face=model`` sends whole photos to the model's
-``predict_photo`` signature instead (a raw predict naming it, deploy.serving), for a model
-exported with ``--photo_signature``. ``--dry_run`` prints
-every request as JSON instead (model and endpoint IDs are chosen up front, so the printed
-requests are complete).
+``predict`` prints ``file,age`` CSV (dex models add ``age_std``), or with --face one row per face
+``file,face,x0,y0,x1,y1,score,age``. ``--dry_run`` prints every request as JSON instead.
 """
 
 from __future__ import annotations
@@ -112,6 +103,7 @@ def deploy(project, region, stamp, dry_run) -> str:
         model = serving.resource_name("models", MODEL.value, project, region)
     else:
         model = upload(project, region, stamp, dry_run)
+    # Model and endpoint IDs are chosen here, not by Vertex, so --dry_run prints complete requests.
     if ENDPOINT.value:
         endpoint = serving.resource_name("endpoints", ENDPOINT.value, project, region)
     else:

@@ -1,37 +1,12 @@
 """Vertex AI serving requests (model upload, endpoint, deployment, predict) as SDK messages.
 
 Pure builders used by ``deploy.serve``: the same objects are sent for real or printed by
-``--dry_run``, so the tests check exactly what Vertex AI would receive.
-
-Containers. ``tf_serving`` (the default) runs the official TensorFlow Serving image, pinned to
-``TF_SERVING_VERSION``, as a Vertex AI custom container: Vertex's prebuilt TF prediction images
-stop at TF 2.15 and are being retired, while TF Serving keeps following TensorFlow. Vertex copies
-the Model's ``artifact_uri`` and passes the copy as ``$(AIP_STORAGE_URI)``, which becomes
-``--model_base_path``; TF Serving serves the highest numbered folder below it, so the SavedModel
-must sit in ``<artifact_uri>/1/`` (``deploy.serve`` puts it there, see ``versioned_layout``).
-Vertex pulls custom containers from Artifact Registry only, so the image is a copy of
-``tensorflow/serving:<version>`` in the project's repository. ``prebuilt`` keeps the prebuilt
-image, which loads ``saved_model.pb`` from the artifact folder itself.
-
-Request format. The exported SavedModel's ``serving_default`` signature takes one named input,
-``image_bytes``: a batch of encoded JPEG/PNG strings. TF Serving's REST "row" format (which the
-prebuilt Vertex AI TensorFlow container speaks) sends one JSON object per instance keyed by input
-name, and binary strings as ``{"b64": "<base64>"}``. So each image is
-``{"image_bytes": {"b64": "..."}}``. (A signature with a single input also accepts the bare
-``{"b64": ...}`` instance; naming the input keeps working if the signature ever grows.)
-
-Input limits and orientation, as trainer.predict: a file is read up to
-``contract.limits.MAX_READ_BYTES`` and its header's declared size checked (against
-``SERVING_MAX_PIXELS``, the most the endpoint decodes) before anything is decoded.
-``serving_default`` decodes with TensorFlow, which ignores EXIF, while preprocessing trained on
-photos turned upright; so a file whose EXIF orientation is not 1, or in a format the signature
-does not decode (WebP, TIFF, ...), is sent as its upright image re-encoded as lossless PNG
-(trainer.orientation.model_bytes); every other file is sent byte for byte.
-
-Whole photos. With ``face=detect|align`` the detector runs on the client and each face crop is
-sent as its own PNG instance (trainer.photos). With ``face=model`` each whole photo is sent (as
-with ``none``) to the model's ``predict_photo`` signature, which detects and crops in the graph:
-a raw predict whose body names the signature (``photo_requests``).
+``--dry_run``, so the tests check exactly what Vertex AI would receive. Containers:
+``tf_serving`` (default; the pinned TensorFlow Serving image mirrored in Artifact Registry, model
+in ``<artifact_uri>/1/``) or ``prebuilt`` (Vertex's TF image). Each image is sent as
+``{"image_bytes": {"b64": ...}}``, checked and oriented as trainer.predict does; with
+``face=detect|align`` each face crop is sent, with ``face=model`` the whole photo goes to the
+``predict_photo`` signature.
 """
 
 from __future__ import annotations
@@ -50,6 +25,8 @@ INPUT_NAME = "image_bytes"
 PHOTO_SIGNATURE = "predict_photo"  # trainer.photo_signature.NAME
 # The newest TensorFlow prediction image the aiplatform SDK lists (constants/prediction.py).
 DEFAULT_SERVING_TF = "2.15"
+# tf_serving first (the default): Vertex's prebuilt TF images stop at TF 2.15 and are being
+# retired, while TF Serving follows TensorFlow. Custom images must be in Artifact Registry.
 CONTAINERS = ("tf_serving", "prebuilt")
 TF_SERVING_VERSION = "2.19.1"  # tensorflow/serving release (TensorFlow 2.19 inside)
 TF_SERVING_MODEL = "face_age"  # --model_name: part of TF Serving's REST routes
@@ -202,6 +179,8 @@ def read_image(path: str | Path, max_bytes: int = limits.MAX_READ_BYTES) -> byte
 
 
 def instance(data: bytes, input_name: str = INPUT_NAME) -> dict:
+    # TF Serving's REST row format; a one-input signature also takes a bare {"b64": ...}, but
+    # naming the input keeps working if the signature ever grows.
     return {input_name: {"b64": base64.b64encode(data).decode("ascii")}}
 
 

@@ -1,16 +1,10 @@
 """The load stage's framing step, with or without a face search (``--face``, ``--multi_face``).
 
-``framer(config)`` gives the object the load DoFn frames each photo's bytes with:
-
-- ``none``: ``imaging.images.process``, today's framing of a photo that is a face crop already;
-- ``detect``: decode the whole photo (EXIF-oriented, undrafted, so boxes are in its pixels),
-  find faces (imaging.faces, an MTCNN TensorFlow graph), choose one by ``--multi_face``, cut its
-  box; ``align``: map it onto the aligned-crop template instead (eyes level, eye-to-mouth
-  distance fixed, as trainer.predict --face=align does). Then ``--margin`` and ``--resize``.
-
-A photo without a face, or with several under ``reject``, raises ImageError with reason
-no_face or multi_face: it becomes a dead letter like any unreadable image. TensorFlow is
-imported in ``setup`` (DoFn.setup: once per worker process), never by a --face=none job.
+``framer(config)`` gives what the load DoFn frames each photo's bytes with: ``none`` frames a
+photo that is a face crop already; ``detect`` finds faces in the EXIF-oriented photo (MTCNN graph),
+picks one by ``--multi_face`` and cuts its box; ``align`` maps it onto the aligned-crop template.
+Then ``--margin`` and ``--resize``. No face, or several under ``reject``, raises ImageError
+(no_face / multi_face): a dead letter. TensorFlow is imported in ``setup``, never for ``none``.
 """
 
 from __future__ import annotations

@@ -1,23 +1,12 @@
 """The Beam graph: named composite transforms, and ``run`` which tests and run.py both call.
 
-    ReadLabels -> PlanShards (shards per split, a side input of LoadImages)
-    ReadLabels -> RejectDuplicateFileNames -> LoadImages -> (shard, Part): framed records spilled
-                                                            to fragment files, per bundle
-                                              LoadImages -> claims -> ResolveDuplicates
-    Parts + duplicate verdicts (side input) -> WriteShards (staging)
-    every stage's rejects -> WriteErrors ; shard summaries, rejects, merges -> WriteStats
+    ReadLabels -> PlanShards (side input) ; ReadLabels -> RejectDuplicateFileNames -> LoadImages
+    LoadImages -> framed records in fragment files + small Parts ; -> claims -> ResolveDuplicates
+    Parts + duplicate verdicts -> WriteShards (staging) ; rejects -> WriteErrors ; -> WriteStats
 
-Every stage returns (good, rejects): nothing is dropped silently. The encoded images never
-cross a shuffle: the shard plan comes from the label rows (plan.py), so LoadImages writes each
-framed record into its shard's part of a fragment file (fragments.py) and only small Parts go
-through GroupByShard; duplicates are decided on small claims (dedup.py) whose verdicts the shard
-writer applies. On the DirectRunner every shuffled image byte passes through the runner process,
-and the job's three image shuffles (dedup, split sizes, shards) cost a third of its time. The
-per-record work is pure functions (images, records, split, dedup) that tests and the
-benchmark's plain loop call without a pipeline. ``run`` locks OUT (lock.py), shards are written
-into the run's own OUT/.staging/RUN_ID and only moved into OUT by ``publish.publish`` after the
-whole pipeline succeeded and wrote at least one record (an all-rejected run leaves OUT as it
-was; its errors stay in OUT/.staging/RUN_ID/errors/).
+Every stage returns (good, rejects): nothing is dropped silently. Encoded images never cross a
+shuffle (plan.py, fragments.py, dedup.py). ``run`` locks OUT and writes into OUT/.staging/RUN_ID;
+``publish.publish`` moves the result into OUT only if the job succeeded with at least one record.
 """
 
 from __future__ import annotations
@@ -182,7 +171,8 @@ class _LoadImage(beam.DoFn):
         num_shards = plan.get(split_name, 1)
         yield TaggedOutput(CLAIMS, (record_id, (row.file_name, row.label_key(), row.age, path)))
         # The shard is known here (split.py planned the counts), so the framed record goes
-        # straight into this bundle's fragment file; only its Part crosses the shuffle.
+        # straight into this bundle's fragment file; only its Part crosses the shuffle (on the
+        # DirectRunner every shuffled byte passes through the runner process).
         frame = tfrecord_writer.tfrecord_frames([schema.encode(record, self.extra_columns)])
         self.spill.add((split_name, split.shard_index(record_id, num_shards), num_shards),
                        fragments.Entry(record_id, row.file_name, row.age, image.blur, len(frame),

@@ -1,21 +1,9 @@
 """The final swap: staged shards checked against the run's stats.json, then moved into OUT.
 
-Why a staging folder and a swap: the pipeline writes shards, errors and stats.json into the
-run's own ``OUT/.staging/RUN_ID`` (OUT is locked by the run: lock.py); only after the whole
-pipeline succeeded, and every staged shard matches the run's stats.json (names and bytes), does
-``publish`` replace the previous run's files in OUT. The order of ``publish`` is what makes an
-interrupted run safe:
-
-1. delete OUT/stats.json and the TFDS metadata first: from now on OUT reads as "incomplete"
-   (``contract.stats.read`` and ``tfds.builder_from_directory`` fail with a clear error) instead
-   of silently mixing two runs;
-2. delete every old ``{split}-*-of-*`` shard and the old errors/;
-3. move the new shards and errors in;
-4. write the TFDS metadata, then stats.json last: its presence marks a complete output.
-
-A rerun after an interruption at any point starts by deleting the stale staging folder and
-redoes the job from the inputs, so no shard of an earlier run can survive into a later one.
-All file IO goes through contract.files, so OUT may be local or gs://.
+The pipeline writes into its own ``OUT/.staging/RUN_ID`` (OUT is locked: lock.py); only after it
+succeeded and every staged shard matches stats.json does ``publish`` replace OUT's previous files,
+in an order that keeps an interrupted run safe (see ``publish``). A rerun deletes the stale
+staging folder first, so no shard of an earlier run survives. IO via contract.files (local/gs://).
 """
 
 from __future__ import annotations
@@ -37,7 +25,7 @@ class StagingError(RuntimeError):
 
 def publish(staging: str, output_dir: str, image_size: int,
             extra_columns) -> stats_file.Stats:
-    """Replaces OUT's previous output with the staged one (order: see the module docstring)."""
+    """Replaces OUT's previous output with the staged one (the order matters: see below)."""
     staged = stats_file.read(staging)
     stats = staged.to_dict()
     for name, entry in stats["splits"].items():
@@ -46,6 +34,9 @@ def publish(staging: str, output_dir: str, image_size: int,
                 empty = join(staging, schema.shard_name(name, index, entry["num_shards"]))
                 tfrecord_writer.write_tfrecords(empty, [])
     shards = verify_staged(staging, stats)
+    # The order keeps an interrupted run safe. 1: without stats.json and the TFDS metadata OUT
+    # reads as incomplete (a clear error) rather than a mix of two runs; 2: old shards and
+    # errors go; 3: new ones move in; 4: TFDS metadata, then stats.json last (= complete).
     files.delete([join(output_dir, n) for n in (schema.STATS_FILE, *tfds_metadata.FILES)])
     files.delete(files.matching(join(output_dir, schema.SHARD_GLOB.format(split=s))
                                 for s in schema.SPLITS))

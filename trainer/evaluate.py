@@ -3,12 +3,9 @@
     python -m trainer.evaluate --model=MODEL_DIR --data_dir=DATA_DIR --split=test \\
         --output_dir=OUT [--tta_flip] [--batch_size=64]
 
-``--model`` is a trainer MODEL_DIR (its ``saved_model/`` is evaluated, and its history.csv gives
-the learning curves), a SavedModel directory itself, or a ``.tflite`` from trainer.export_lite
-(run through the TFLite interpreter, trainer.lite). The SavedModel is used through its
-``predict_images`` signature, i.e. exactly what is served, so the report measures the deployed
-artefact and not a Keras object that could differ from it. Outputs in OUT (local or gs://):
-predictions.csv, metrics.json, report.html, report.md and plots/*.png.
+``--model``: a trainer MODEL_DIR, a SavedModel directory, or a ``.tflite`` (trainer.lite). The
+SavedModel's ``predict_images`` signature is used, so the report measures the served artefact.
+Outputs in OUT (local or gs://): predictions.csv, metrics.json, report.html, report.md, plots/.
 """
 
 from __future__ import annotations

@@ -1,27 +1,13 @@
 """SavedModel export: image bytes (or framed images) in, age out.
 
-Signatures:
   serving_default(image_bytes: string [None]) -> {"age": float32 [None]}
   predict_images(images: float32 [None, None, None, 3], 0..255) -> same outputs
-dex models add "age_distribution" float32 [None, max_age + 1] and "age_std" float32 [None],
-the standard deviation of that distribution in years (the per-face uncertainty; regression
-models have no distribution and so no "age_std").
+dex models add "age_distribution" [None, max_age + 1] and "age_std" [None] (per-face std, years).
 
-``serving_default`` takes raw photos and frames each one exactly as preprocessing framed the
-training records (trainer.framing: the same decode, ``margin`` trim, ``resize`` crop or pad and
-bicubic resize to the model's input size). It does not read EXIF (TensorFlow's decoders ignore
-it, while preprocessing turned every photo upright), so a sideways-stored phone photo would be
-framed sideways: the project's clients (trainer.predict, ``deploy.serve predict``) orient such
-files first (trainer.orientation) and other callers should too. ``predict_images`` takes faces
-that are framed already, such as the decoded records trainer.evaluate feeds or what
-trainer.predict prepares: it only brings them to the input size with the same resize mode, and
-does not trim the margin a second time. Both then call the Keras model, whose first layers are
-the backbone's own preprocessing: serving and training share one code path. The prediction is
-clamped to [0, max_age] here and only here (in training a clamp would zero the gradient of
-out-of-range guesses).
-
-The framing settings are stored in the SavedModel next to the image size
-(``image_size``, ``resize``, ``margin`` variables; ``framing.read_framing`` reads them back).
+``serving_default`` frames raw photos exactly as preprocessing did (trainer.framing) but ignores
+EXIF, so clients orient files first (trainer.orientation). ``predict_images`` takes framed faces
+and only resizes them. The framing settings (``image_size``, ``resize``, ``margin``) are stored
+as variables in the SavedModel; ``framing.read_framing`` reads them back.
 """
 
 from __future__ import annotations
@@ -61,6 +47,7 @@ class AgeModule(tf.Module):
 
     def _outputs(self, images):
         probs = self._model(images, training=False)
+        # Clamped here and only here: in training a clamp would zero out-of-range gradients.
         age = tf.clip_by_value(expected_age(probs, self.head), 0.0, self._max_age)
         out = {"age": age}
         if self.head == "dex":

@@ -3,16 +3,10 @@
     python -m trainer.export_lite --model=MODEL_DIR --quantize=none|float16|int8 \\
         [--output=FILE.tflite] [--data_dir=DIR] [--calibration_examples=200]
 
-Default output: MODEL_DIR/model_QUANTIZE.tflite.
-
-The network is rebuilt from MODEL_DIR/config.json and given the exported SavedModel's weights
-(the best ones, with their precise-BN statistics), then checked against the SavedModel's
-predict_images on sample faces before anything is written. The TFLite model takes framed faces
-and returns age (and age_std for dex); trainer.lite describes the input and outputs and runs it.
-``int8`` quantizes weights and activations, calibrated on ``--calibration_examples`` training
-records (``--data_dir``, default the one in config.json), except the head (convert); input and
-outputs stay float32.
-``float16`` halves the weights; ``none`` is the float32 graph. FILE.json is written beside.
+Default output: MODEL_DIR/model_QUANTIZE.tflite, with FILE.json beside. The network is rebuilt
+from config.json with the SavedModel's weights and checked against its predict_images before
+writing. ``int8`` calibrates on training records (the head stays float); ``float16`` halves the
+weights; ``none`` is float32. Input (framed faces) and outputs stay float32: see trainer.lite.
 """
 
 from __future__ import annotations

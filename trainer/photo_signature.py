@@ -2,16 +2,11 @@
 detected, cropped and framed inside the graph (so TF Serving and Vertex can serve it).
 
     predict_photo(image_bytes: string [B]) -> boxes float32 [B, K, 4] (x0, y0, x1, y1),
-        landmarks [B, K, 5, 2] (imaging.faces.LANDMARKS), scores [B, K], ages [B, K],
-        num_faces int32 [B]
+        landmarks [B, K, 5, 2], scores [B, K], ages [B, K], num_faces int32 [B]
 
-K = ``max_faces``; a photo's faces come largest first, rows past ``num_faces`` are zeros. Each
-photo passes serving_default's header check (max_pixels, max_aspect_ratio; GIF refused) before it
-is decoded at full size, then goes through the MTCNN graph (imaging.face_detector). Each face is
-cut out as trainer.photos cuts it (``detect``: the box rounded outwards, black past the edge;
-``align``: eyes levelled onto the aligned-crop template, imaging.faces.alignment_matrix, with
-PIL's bicubic affine resampling written in gathers) and framed like any served photo (the model's
-resize and margin). Like serving_default it ignores EXIF orientation.
+K = ``max_faces``; faces come largest first, rows past ``num_faces`` are zeros. Photos pass
+serving_default's header check, then the MTCNN graph; faces are cut as trainer.photos cuts them
+(``detect`` or ``align``) and framed like any served photo. EXIF orientation is ignored.
 """
 
 from __future__ import annotations

@@ -3,21 +3,10 @@
     python -m trainer.predict --model=MODEL_DIR [--tta_flip] [--predict_batch_size=32] IMAGES...
     python -m trainer.predict --model=DIR --face=detect|align [--json] [--annotate=OUT] PHOTOS...
 
-With ``--face`` each photo is searched for faces (trainer.photos) and every face gets a row
-``file,face,x0,y0,x1,y1,score,age``, largest first; a photo without one is reported on stderr.
-
-``--model`` is a trainer MODEL_DIR (its ``saved_model/`` is used) or a SavedModel directory
-itself (locate_model, which trainer.evaluate uses too).
-Each image is framed as the serving signature frames it, i.e. as preprocessing framed the
-training records (trainer.framing, with the ``resize`` mode and ``margin`` stored in the
-SavedModel; a SavedModel exported before they were stored gets a centre crop with no margin, as
-before), then goes through the model's ``predict_images`` signature. A photo with an EXIF
-orientation is first turned upright as preprocessing turned it (trainer.orientation: TF's
-decoders, and so ``serving_default``, ignore EXIF). ``--tta_flip``
-averages the prediction of the image and its mirror image. A file that cannot be predicted
-(unreadable, or over contract.limits: read size, declared pixels or aspect ratio, checked before
-decoding) is reported on stderr in one line and skipped; the exit status is non-zero only when
-no image could be predicted. File names are written as spreadsheet-safe CSV cells.
+With ``--face`` every face gets a row ``file,face,x0,y0,x1,y1,score,age``, largest first. Images
+are oriented and framed as preprocessing framed the training records, then go through the
+``predict_images`` signature. A file that cannot be predicted (unreadable, over contract.limits)
+is reported on stderr and skipped; the exit status is non-zero only if no image was predicted.
 """
 
 from __future__ import annotations
