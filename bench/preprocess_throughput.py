@@ -28,7 +28,7 @@ import time
 
 from contract import schema
 from imaging import images
-from preprocessing import metadata, options, pipeline, records
+from preprocessing import options, pipeline, records, tfrecord_writer
 
 _CONFIG: images.ImageConfig | None = None
 
@@ -59,7 +59,7 @@ def plain_loop(tasks, config, workers: int, output_path: str) -> tuple[int, floa
             open(output_path, "wb") as out:
         for payload in pool.imap(_one_image, tasks, chunksize=64):
             if payload is not None:
-                out.write(metadata.tfrecord_frames([payload]))
+                out.write(tfrecord_writer.tfrecord_frames([payload]))
                 written += 1
     return written, time.perf_counter() - started
 

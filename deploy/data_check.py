@@ -7,9 +7,9 @@ fails here, before any machine is provisioned, and not at its first epoch.
 
 from __future__ import annotations
 
-from contract import sharding
+from contract import cloud, files, sharding
 from contract import stats as stats_file
-from deploy import gcs, specs
+from deploy import specs
 from preprocessing import split
 
 # The splits every input pipeline reads (trainer.train.make_datasets): the test split is read
@@ -49,9 +49,9 @@ def problems(stats: stats_file.Stats, pipelines: int, stats_uri: str = "stats.js
 
 def read_stats(data_dir: str) -> tuple[str, stats_file.Stats]:
     """(URI, DATA_DIR/stats.json); FileNotFoundError or ValueError naming the file."""
-    uri = gcs.join(data_dir, stats_file.FILE)
+    uri = cloud.join(data_dir, stats_file.FILE)
     try:
-        text = gcs.read_text(uri)
+        text = files.read_text(uri)
     except FileNotFoundError:
         raise FileNotFoundError(f"{uri} not found: is the trainer's --data_dir the output_dir of "
                                 "preprocessing.run?") from None

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from absl import app, flags
 
+from contract import cloud
 from deploy import flags as common
-from deploy import gcs, trainer_args
+from deploy import trainer_args
 from preprocessing import options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -55,12 +56,12 @@ def command(project: str, region: str, bucket: str, labels: str, images: str, ou
             job_name: str, max_num_workers: int = 0, worker_machine_type: str = "",
             extra: Sequence[str] = (), python: str = "python") -> list[str]:
     """The preprocessing.run command line for Dataflow (validated; run it from the repo root)."""
-    bucket = gcs.require_gs(bucket, "bucket", "Dataflow")
+    bucket = cloud.require_gs(bucket, "bucket", "Dataflow")
     argv = [
         "--runner=DataflowRunner", f"--project={project}", f"--region={region}",
         f"--job_name={job_name}",
-        f"--temp_location={gcs.join(bucket, 'dataflow', 'tmp')}",
-        f"--staging_location={gcs.join(bucket, 'dataflow', 'staging')}",
+        f"--temp_location={cloud.join(bucket, 'dataflow', 'tmp')}",
+        f"--staging_location={cloud.join(bucket, 'dataflow', 'staging')}",
         # Our code reaches the workers as an sdist of setup.py, installed without extras: its
         # base requirements are exactly what the job imports (Beam, Pillow, NumPy, crc32c,
         # absl; tested), no TensorFlow, Keras or TFDS.

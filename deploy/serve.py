@@ -23,8 +23,9 @@ import sys
 
 from absl import app, flags
 
+from contract import cloud, files
 from deploy import flags as common
-from deploy import gcs, machines, serving, specs
+from deploy import machines, serving, specs
 
 COMMANDS = ("upload", "deploy", "predict")
 
@@ -78,7 +79,7 @@ def _send(request, method: str, client_kind: str, dry_run: list | None):
 
 
 def upload(project, region, stamp, dry_run) -> str:
-    artifact_uri = gcs.require_gs(ARTIFACT_URI.value, "artifact_uri", "Vertex AI")
+    artifact_uri = cloud.require_gs(ARTIFACT_URI.value, "artifact_uri", "Vertex AI")
     container, gpu = SERVING_CONTAINER.value, bool(common.ACCELERATOR_TYPE.value)
     image = SERVING_IMAGE.value or (
         serving.tf_serving_image(project, region, gpu) if container == "tf_serving" else
@@ -88,11 +89,11 @@ def upload(project, region, stamp, dry_run) -> str:
     # TF Serving reads ARTIFACT_URI/1/; the prebuilt image reads ARTIFACT_URI itself.
     versioned = container == "tf_serving"
     if UPLOAD_FROM.value and dry_run is None:
-        gcs.upload_dir(UPLOAD_FROM.value, gcs.join(artifact_uri, serving.MODEL_VERSION)
-                       if versioned else artifact_uri)
+        files.copy_tree(UPLOAD_FROM.value, cloud.join(artifact_uri, serving.MODEL_VERSION)
+                        if versioned else artifact_uri)
     elif dry_run is None and versioned:
         print(serving.versioned_layout(artifact_uri), file=sys.stderr)
-    elif dry_run is None and not gcs.exists(gcs.join(artifact_uri, "saved_model.pb")):
+    elif dry_run is None and not files.exists(cloud.join(artifact_uri, "saved_model.pb")):
         raise ValueError(f"--artifact_uri={artifact_uri}: no saved_model.pb there (point it at "
                          "the trainer's MODEL_DIR/saved_model)")
     _send(request, "upload_model", "ModelServiceClient", dry_run)

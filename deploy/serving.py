@@ -40,8 +40,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from contract import limits
-from deploy import gcs, machines
+from contract import cloud, files, limits
+from deploy import machines
 from trainer.orientation import model_bytes
 
 INPUT_NAME = "image_bytes"
@@ -95,27 +95,24 @@ def container_spec(container: str, image_uri: str):
         health_route=f"/v1/models/{TF_SERVING_MODEL}")
 
 
-def versioned_layout(artifact_uri: str, gcs_client=None) -> str:
+def versioned_layout(artifact_uri: str) -> str:
     """Makes ``<artifact_uri>/1/`` hold the SavedModel for TF Serving; returns what it did.
 
     The trainer writes ``MODEL_DIR/saved_model/saved_model.pb``: its objects are copied
     (server-side) to ``saved_model/1/``, and the prebuilt image can still use the folder.
     """
-    client = gcs_client or gcs.client()
-    version = gcs.join(artifact_uri, MODEL_VERSION)
-    if gcs.exists(gcs.join(version, "saved_model.pb"), client):
+    version = cloud.join(artifact_uri, MODEL_VERSION)
+    if files.exists(cloud.join(version, "saved_model.pb")):
         return f"{version}/ holds the SavedModel already"
-    if not gcs.exists(gcs.join(artifact_uri, "saved_model.pb"), client):
+    if not files.exists(cloud.join(artifact_uri, "saved_model.pb")):
         raise ValueError(f"--artifact_uri={artifact_uri}: no saved_model.pb there or in "
                          f"{MODEL_VERSION}/ (point it at the trainer's MODEL_DIR/saved_model)")
-    bucket_name, prefix = gcs.parse(artifact_uri)
-    bucket = client.bucket(bucket_name)
-    prefix = prefix.rstrip("/") + "/"
+    prefix = artifact_uri.rstrip("/") + "/"
     copied = 0
-    for blob in client.list_blobs(bucket_name, prefix=prefix):
-        relative = blob.name[len(prefix):]
+    for path in files.matching([prefix + "**"]):
+        relative = path[len(prefix):]
         if relative.split("/", 1)[0] != MODEL_VERSION:
-            bucket.copy_blob(blob, bucket, prefix + MODEL_VERSION + "/" + relative)
+            files.copy(path, prefix + MODEL_VERSION + "/" + relative)
             copied += 1
     return f"copied {copied} object(s) to {version}/ (TF Serving's version folder)"
 
@@ -141,7 +138,7 @@ def upload_model_request(project: str, region: str, model_id: str, artifact_uri:
                          image_uri: str, display_name: str = "", container: str = "prebuilt"):
     from google.cloud import aiplatform_v1 as v1
 
-    gcs.require_gs(artifact_uri, "artifact_uri", "Vertex AI")
+    cloud.require_gs(artifact_uri, "artifact_uri", "Vertex AI")
     check_resource_id(model_id, "model_id")
     return v1.UploadModelRequest(
         parent=f"projects/{project}/locations/{region}", model_id=model_id,

@@ -15,8 +15,9 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
+from contract import cloud
 from contract.cloud import check_project_region  # also used as specs.* by deploy.serve
-from deploy import gcs, image_kind, machines, trainer_args
+from deploy import image_kind, machines, trainer_args
 
 REDUCTION_SERVER_IMAGE = "us-docker.pkg.dev/vertex-ai-restricted/training/reductionserver:latest"
 TRAINER_COMMAND = ("python", "-m", "trainer.task")
@@ -69,7 +70,7 @@ def make_job(*, project, region, display_name, image_uri, machine_type, accelera
              tuned: Sequence[str] = (), image_kind_flag: str = "") -> TrainingJob:
     """Validates every flag value, in the order a user would fix them, and freezes the job."""
     check_project_region(project, region)
-    gcs.require_gs(staging_bucket, "staging_bucket", "Vertex AI")
+    cloud.require_gs(staging_bucket, "staging_bucket", "Vertex AI")
     if not display_name or not _DISPLAY_NAME.match(display_name):
         raise ValueError(f"--display_name={display_name!r}: use letters, digits, '-', '_', '.'")
     if not image_uri or "/" not in image_uri:
@@ -92,8 +93,8 @@ def make_job(*, project, region, display_name, image_uri, machine_type, accelera
     image_kind.check(kind, image_uri, hardware.kind, hardware.machine_type, reduction_server_count)
     if timeout_hours < 0:
         raise ValueError(f"--timeout_hours={timeout_hours}: must be >= 0 (0 = Vertex default)")
-    base_output_dir = base_output_dir or gcs.join(staging_bucket, "face-age", display_name)
-    gcs.require_gs(base_output_dir, "base_output_dir", "Vertex AI")
+    base_output_dir = base_output_dir or cloud.join(staging_bucket, "face-age", display_name)
+    cloud.require_gs(base_output_dir, "base_output_dir", "Vertex AI")
     strategy = strategy_for(hardware, replica_count)
     # Vertex AI runs every TPU job (cloud-tpu v2/v3 and ct5lp v5e alike) on a TPU VM, whose TPU
     # is local to the replica; the trainer's config check needs --tpu with the tpu strategy.

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from contract import reasons
-from preprocessing.labels import rejection
+from preprocessing.dead_letters import rejection
 
 
 class Claim(NamedTuple):

@@ -6,9 +6,9 @@
 
 For tests and benchmarks that need records the trainer reads in a second, not a pipeline run:
 OUT/{split}-0000i-of-0000n shards of ``schema.encode`` records and OUT/stats.json, written with
-the pipeline's own helpers (``preprocessing.metadata``) so that the layout cannot drift from
-what ``preprocessing.run`` writes. Ages are uniform in [1, 90); each record's quality/blur and
-quality/brightness are measured on its image as the pipeline measures them.
+the pipeline's own helpers (``stats_assembly``, ``tfrecord_writer``) so that the layout cannot
+drift from what ``preprocessing.run`` writes. Ages are uniform in [1, 90); each record's
+quality/blur and quality/brightness are measured on its image as the pipeline measures them.
 
 Two kinds of image, chosen with ``draw``:
 
@@ -28,7 +28,7 @@ from PIL import Image
 from contract import schema
 from contract import stats as stats_file
 from imaging import images
-from preprocessing import metadata, synthetic_faces
+from preprocessing import stats_assembly, synthetic_faces, tfrecord_writer
 
 JPEG_QUALITY = 90
 MIN_AGE, MAX_AGE = 1.0, 90.0  # ages are drawn uniformly from [MIN_AGE, MAX_AGE)
@@ -95,11 +95,11 @@ def write_dataset(out_dir, *, image_size: int = 32, counts: Mapping[str, int] | 
             payloads[i % shards].append(schema.encode(record(pixels, age, f"{split}-{i}")))
         for index, payload in enumerate(payloads):
             path = f"{out.rstrip('/')}/{schema.shard_name(split, index, shards)}"
-            summaries.append(metadata.shard_summary(
-                split, index, shards, ages[index::shards], metadata.write_tfrecords(path, payload),
-                max_age))
+            num_bytes = tfrecord_writer.write_tfrecords(path, payload)
+            summaries.append(stats_assembly.shard_summary(
+                split, index, shards, ages[index::shards], num_bytes, max_age))
     # The pipeline's defaults for what this writer does not vary: the framing and the limits.
-    metadata.write_stats(out, stats_file.Stats.from_dict(
+    stats_assembly.write_stats(out, stats_file.Stats.from_dict(
         {"image_size": image_size, "max_age": max_age, "jpeg_quality": JPEG_QUALITY,
-         "splits": metadata.split_stats(summaries, max_age)}, f"{out}/{stats_file.FILE}"))
+         "splits": stats_assembly.split_stats(summaries, max_age)}, f"{out}/{stats_file.FILE}"))
     return out

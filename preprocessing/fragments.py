@@ -1,6 +1,6 @@
 """How encoded records travel from the load stage to the shard writers: through files.
 
-The load stage frames each record (TFRecord framing, ``metadata.tfrecord_frames``) and keeps the
+The load stage frames each record (``tfrecord_writer.tfrecord_frames``) and keeps the
 frames of a bundle in memory, grouped by shard. At the end of the bundle (or every
 ``FLUSH_BYTES``) it writes them as one *fragment* file, each shard's frames contiguous, and emits
 one small ``Part`` per shard: where its bytes are, plus each record's id, name, age, blur and
@@ -23,8 +23,8 @@ from typing import NamedTuple
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from preprocessing import metadata
-from preprocessing.labels import join
+from contract import files
+from preprocessing import tfrecord_writer
 
 FRAGMENTS_DIR = "fragments"
 # A bundle's frames are written out at this size even before the bundle ends (bounds memory).
@@ -67,7 +67,7 @@ class Spill:
         """Writes the held frames as one new fragment; returns a (shard key, Part) per shard."""
         if not self.groups:
             return []
-        path = join(self.directory, f"{uuid.uuid4().hex}.frames")
+        path = files.join(self.directory, f"{uuid.uuid4().hex}.frames")
         parts, chunks, offset = [], [], 0
         for key in sorted(self.groups):
             items = self.groups[key]
@@ -75,7 +75,7 @@ class Spill:
             parts.append((key, Part(path, offset, size, tuple(e for e, _ in items))))
             chunks += [frame for _, frame in items]
             offset += size
-        metadata.write_frames(path, chunks)
+        tfrecord_writer.write_frames(path, chunks)
         self.groups, self.num_bytes = {}, 0
         return parts
 

@@ -24,7 +24,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from contract import reasons
+from contract import files, reasons
+from preprocessing.dead_letters import rejection
 
 FORMATS = ("csv", "utkface", "appa_real")
 FILE_COLUMN = "file_name"
@@ -61,20 +62,6 @@ class LabelRow:
         return (self.age, tuple(sorted(self.extra.items())), self.split)
 
 
-def rejection(input_: str, reason: str, detail: str, file_name: str | None = None) -> dict:
-    """One dead-letter line: which input, which reason code, and a message for a human.
-
-    ``file_name`` (relative to --images) is added whenever the input names an image, so that
-    errors/ can be joined back to the label file.
-    """
-    if reason not in reasons.ALL:
-        raise ValueError(f"unknown rejection reason {reason!r}")
-    line = {"input": input_, "reason": reason, "detail": detail}
-    if file_name is not None:
-        line["file_name"] = file_name
-    return line
-
-
 def parse_age(text: str, max_age: float) -> float:
     """'34' -> 34.0; raises ValueError with a message for anything but a plain decimal number
     (so no '1_0', 'nan', 'inf', '1e1' or full-width digits), negative or too old ages."""
@@ -92,7 +79,14 @@ def parse_age(text: str, max_age: float) -> float:
 
 def csv_columns(header_line: str, source: str) -> tuple[str, str, list[str]]:
     """(file column, age column, extra columns) from a header, or LabelError naming what lacks."""
-    columns = [c.strip() for c in next(csv.reader([header_line]), [])]
+    return _checked_columns(_header(header_line), source)
+
+
+def _header(header_line: str) -> list[str]:
+    return [c.strip() for c in next(csv.reader([header_line]), [])]
+
+
+def _checked_columns(columns: list[str], source: str) -> tuple[str, str, list[str]]:
     if not any(columns):
         raise LabelError(f"{source}: the label file is empty (expected a header with "
                          f"{FILE_COLUMN} and one of {'/'.join(AGE_COLUMNS)})")
@@ -121,8 +115,8 @@ def iter_csv(stream, source: str, max_age: float, split: str | None = None,
     first = stream.readline()
     if not first:
         raise LabelError(f"{source}: the label file is empty")
-    file_col, age_col, extras = csv_columns(first, source)
-    header = [c.strip() for c in next(csv.reader([first]))]
+    header = _header(first)
+    file_col, age_col, extras = _checked_columns(header, source)
     name_at = header.index(file_col)
     # csv.reader (not DictReader) so that a row with too many fields is caught, not truncated.
     # newline="": lines end at \n, \r\n or a lone \r (old Mac exports), as the csv docs ask.
@@ -191,7 +185,7 @@ def sources(label_format: str, labels: str | None, images: str) -> list[tuple]:
     if label_format == "utkface":
         return [("listing", images, None, "")]
     if label_format == "appa_real":
-        return [("csv", join(labels, APPA_LABELS.format(folder)), split, folder + "/")
+        return [("csv", files.join(labels, APPA_LABELS.format(folder)), split, folder + "/")
                 for folder, split in APPA_SPLITS.items()]
     raise ValueError(f"--label_format must be one of {FORMATS}, got {label_format!r}")
 
@@ -276,8 +270,3 @@ def read_header(path: str) -> str:
     with FileSystems.open(path) as f:
         head = f.read(64 * 1024).decode("utf-8-sig", errors="replace")
     return head.splitlines()[0] if head else ""
-
-
-def join(directory: str, *names: str) -> str:
-    """``directory/name/...`` for local paths and gs:// alike (os.path.join mangles neither)."""
-    return "/".join([directory.rstrip("/"), *names])

@@ -10,12 +10,13 @@ half-finished job.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import re
 from dataclasses import dataclass
 
-from contract import limits, schema
+from contract import files, limits, schema
 from contract.framing import RESIZE_MODES, margin_problem
 from imaging.images import ImageConfig
 from preprocessing import labels
@@ -41,6 +42,9 @@ class JobConfig:
     group_by: str | None = None
     num_shards: int = 0  # per split; 0 = automatic (~128 MB per shard)
     max_file_bytes: int = limits.MAX_READ_BYTES  # larger input files are refused unread
+    # The labels' extra columns in header order: set by ``parse`` from the one read of the
+    # label headers that ``validate`` does, so the job does not read them again.
+    extra_columns: tuple = ()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,8 +109,7 @@ def parse(argv: list[str] | None) -> tuple[JobConfig, object]:
     # Cheap checks first, no IO.
     validate_pipeline_options(pipeline_options, {name: getattr(config, name)
                                                  for name in DATA_FLAGS})
-    validate(config)
-    return config, pipeline_options
+    return dataclasses.replace(config, extra_columns=tuple(validate(config))), pipeline_options
 
 
 def _ratios(text: str) -> tuple:
@@ -132,8 +135,9 @@ def _reject_unknown_flags(pipeline_options, beam_args: list[str]) -> None:
         raise OptionsError(f"unknown flag(s): {', '.join('--' + u for u in unknown)}")
 
 
-def validate(config: JobConfig) -> None:
-    """Checks values and that the inputs exist (reads at most the label files' first line)."""
+def validate(config: JobConfig) -> list[str]:
+    """Checks values and that the inputs exist; returns the labels' extra columns, in header
+    order (reads at most the label files' first line)."""
     image = config.image
     if not 8 <= image.image_size <= 4096:
         raise OptionsError(f"--image_size={image.image_size}: expected 8..4096")
@@ -156,7 +160,8 @@ def validate(config: JobConfig) -> None:
     if os.path.abspath(config.output_dir) == os.path.abspath(config.images):
         raise OptionsError("--output_dir must differ from --images: old shards are deleted there")
     _check_output_dir(config.output_dir)
-    columns = _label_columns(config)
+    extra_columns = _label_columns(config)
+    columns = set(extra_columns)
     reserved = sorted(columns & set(schema.RESERVED_COLUMNS))
     if reserved:
         # Refused, not renamed silently: the user's own name would then appear nowhere.
@@ -168,6 +173,7 @@ def validate(config: JobConfig) -> None:
     if config.group_by is not None and config.group_by not in columns:
         raise OptionsError(f"--group_by={config.group_by!r}: not a label column; the labels "
                            f"have {sorted(columns)}")
+    return extra_columns
 
 
 def _check_output_dir(path: str) -> None:
@@ -183,20 +189,20 @@ def _check_output_dir(path: str) -> None:
         raise OptionsError(f"--output_dir={path}: {where}, not a folder")
 
 
-def _label_columns(config: JobConfig) -> set:
+def _label_columns(config: JobConfig) -> list[str]:
     """The extra columns the labels offer; raises OptionsError for missing or headless files."""
     if config.label_format == "utkface" and config.labels:
         raise OptionsError("--labels is not used with --label_format=utkface (the labels "
                            "are in the image file names); drop it")
     if config.label_format == "utkface":
-        return set(labels.UTKFACE_COLUMNS)
+        return list(labels.UTKFACE_COLUMNS)
     if not config.labels:
         raise OptionsError(f"--labels is required with --label_format={config.label_format}")
     for _, path, _, _ in labels.sources(config.label_format, config.labels, config.images):
-        if not _exists(path):
+        if not files.exists(path):
             raise OptionsError(f"--labels: {path!r} does not exist")
     try:
-        return set(labels.extra_columns(config.label_format, config.labels, config.images))
+        return labels.extra_columns(config.label_format, config.labels, config.images)
     except labels.LabelError as e:
         raise OptionsError(f"--labels: {e}") from None
 
@@ -256,16 +262,8 @@ def validate_pipeline_options(pipeline_options, paths: dict, cwd: str | os.PathL
         raise OptionsError(f"--max_num_workers={workers}: must be >= 1")
 
 
-def _exists(path: str) -> bool:
-    from apache_beam.io.filesystems import FileSystems
-
-    return FileSystems.exists(path)
-
-
 def _is_directory(path: str) -> bool:
     if not path.startswith("gs://"):
         return os.path.isdir(path)
     # GCS has no folders: a "folder" exists when at least one object sits under it.
-    from apache_beam.io.filesystems import FileSystems
-
-    return bool(FileSystems.match([path.rstrip("/") + "/*"], limits=[1])[0].metadata_list)
+    return files.exists(path.rstrip("/") + "/")

@@ -15,14 +15,13 @@ writer applies. On the DirectRunner every shuffled image byte passes through the
 and the job's three image shuffles (dedup, split sizes, shards) cost a third of its time. The
 per-record work is pure functions (images, records, split, dedup) that tests and the
 benchmark's plain loop call without a pipeline. ``run`` locks OUT (lock.py), shards are written
-into the run's own OUT/.staging/RUN_ID and only moved into OUT by ``metadata.publish`` after the
+into the run's own OUT/.staging/RUN_ID and only moved into OUT by ``publish.publish`` after the
 whole pipeline succeeded and wrote at least one record (an all-rejected run leaves OUT as it
 was; its errors stay in OUT/.staging/RUN_ID/errors/).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -36,19 +35,22 @@ from contract import files, limits, reasons, schema
 from contract import stats as stats_file
 from imaging import images
 from preprocessing import (
+    dead_letters,
     dedup,
     fragments,
     inputs,
     labels,
     lock,
-    metadata,
     packing,
+    publish,
     records,
     runners,
     split,
+    stats_assembly,
+    tfrecord_writer,
 )
 from preprocessing import plan as shard_plan
-from preprocessing.labels import rejection
+from preprocessing.dead_letters import rejection
 
 NAMESPACE = "preprocessing"
 REJECTS = "rejects"
@@ -152,7 +154,7 @@ class _LoadImage(beam.DoFn):
             yield GlobalWindows.windowed_value(keyed_part)
 
     def process(self, row, plan):
-        path = labels.join(self.images_dir, row.file_name)
+        path = files.join(self.images_dir, row.file_name)
         group = row.group(self.group_by)
         if self.group_by is not None and group is None:
             # Known from the label alone: no need to read the image.
@@ -178,7 +180,7 @@ class _LoadImage(beam.DoFn):
         yield TaggedOutput(CLAIMS, (record_id, (row.file_name, row.label_key(), row.age, path)))
         # The shard is known here (split.py planned the counts), so the framed record goes
         # straight into this bundle's fragment file; only its Part crosses the shuffle.
-        frame = metadata.tfrecord_frames([schema.encode(record, self.extra_columns)])
+        frame = tfrecord_writer.tfrecord_frames([schema.encode(record, self.extra_columns)])
         self.spill.add((split_name, split.shard_index(record_id, num_shards), num_shards),
                        fragments.Entry(record_id, row.file_name, row.age, image.blur, len(frame)),
                        frame)
@@ -263,10 +265,10 @@ class _WriteShard(beam.DoFn):
             return
         # Sorted by id (then name): the same inputs give byte-identical shards on any runner.
         kept.sort(key=lambda pair: (pair[0].record_id, pair[0].file_name))
-        path = labels.join(self.directory, schema.shard_name(name, index, num_shards))
-        num_bytes = metadata.write_frames(path, [frame for _, frame in kept])
+        path = files.join(self.directory, schema.shard_name(name, index, num_shards))
+        num_bytes = tfrecord_writer.write_frames(path, [frame for _, frame in kept])
         self.written.inc(len(kept))
-        yield metadata.shard_summary(name, index, num_shards, [e.age for e, _ in kept],
+        yield stats_assembly.shard_summary(name, index, num_shards, [e.age for e, _ in kept],
                                      num_bytes, self.max_age)
         for entry, _ in kept:
             yield TaggedOutput(BLUR, entry.blur)
@@ -294,10 +296,7 @@ def _count_reason(reject):
 
 
 def _write_errors(item, path: str) -> None:
-    _, lines = item
-    # Sorted: the same inputs give the same file, which diffs cleanly between runs.
-    files.write_bytes(path, "".join(line + "\n" for line in sorted(lines)).encode("utf-8"),
-                         "application/json")
+    dead_letters.write_lines(path, item[1])
 
 
 class WriteErrors(beam.PTransform):
@@ -312,32 +311,32 @@ class WriteErrors(beam.PTransform):
     def expand(self, rejects):
         counted = rejects | "Count" >> beam.Map(_count_reason)
         _ = (counted
-             | "ToJson" >> beam.Map(lambda r: (None, json.dumps(r, sort_keys=True)))
+             | "ToJson" >> beam.Map(lambda r: (None, dead_letters.to_line(r)))
              | "Gather" >> beam.GroupByKey()
-             | "Write" >> beam.Map(_write_errors, labels.join(self.directory, "errors.jsonl")))
+             | "Write" >> beam.Map(_write_errors, files.join(self.directory, "errors.jsonl")))
         return counted
 
 
 def build(p, config, extra_columns, staging: str):
-    """Adds the whole job to pipeline ``p``; outputs go to ``staging`` (see metadata.publish)."""
+    """Adds the whole job to pipeline ``p``; outputs go to ``staging`` (see publish.publish)."""
     rows, label_rejects = p | "ReadLabels" >> ReadLabels(
         config.label_format, config.labels, config.images, config.max_age)
     plan = rows | "PlanShards" >> shard_plan.PlanShards(config.split_ratios, config.group_by,
                                              config.num_shards, config.image.image_size)
     rows, name_rejects = rows | "RejectDuplicateFileNames" >> RejectDuplicateFileNames()
     keyed, claims, image_rejects = rows | "LoadImages" >> LoadImages(
-        config.images, config.image, plan, labels.join(staging, fragments.FRAGMENTS_DIR),
+        config.images, config.image, plan, files.join(staging, fragments.FRAGMENTS_DIR),
         config.split_ratios, config.group_by, extra_columns, config.max_file_bytes)
     verdicts, dup_rejects, merged = claims | "ResolveDuplicates" >> ResolveDuplicates()
     shards, blur = keyed | "WriteShards" >> WriteShards(staging, config.max_age, verdicts)
     rejects = ((label_rejects, name_rejects, image_rejects, dup_rejects)
                | "AllRejects" >> beam.Flatten()
-               | "WriteErrors" >> WriteErrors(labels.join(staging, schema.ERRORS_DIR)))
+               | "WriteErrors" >> WriteErrors(files.join(staging, schema.ERRORS_DIR)))
     blur_deciles = blur | "BlurDeciles" >> beam.ApproximateQuantiles.Globally(11)
     _ = (p
          | "StatsTrigger" >> beam.Create([None])
          | "WriteStats" >> beam.Map(
-             metadata.write_stats_from_parts, directory=staging, config=config,
+             stats_assembly.write_stats_from_parts, directory=staging, config=config,
              extra_columns=list(extra_columns), shards=AsList(shards),
              reasons_=AsList(rejects | "Reasons" >> beam.Map(lambda r: r["reason"])),
              merged=AsList(merged), blur_deciles=AsList(blur_deciles)))
@@ -353,15 +352,15 @@ def run(config, pipeline_options) -> dict:
     with lock.held(config.output_dir, project) as held:
         # Under the lock no other run is staging: every older staging folder is a leftover of
         # an interrupted run, never reused.
-        staging_root = labels.join(config.output_dir, metadata.STAGING_DIR)
+        staging_root = files.join(config.output_dir, publish.STAGING_DIR)
         files.remove_tree(staging_root)
-        stats = _run_locked(config, pipeline_options, labels.join(staging_root, held.run_id))
+        stats = _run_locked(config, pipeline_options, files.join(staging_root, held.run_id))
         files.remove_tree(staging_root)
         return stats
 
 
 def _run_locked(config, pipeline_options, staging: str) -> dict:
-    extra_columns = labels.extra_columns(config.label_format, config.labels, config.images)
+    extra_columns = config.extra_columns
     p = beam.Pipeline(runner=runners.runner_for(pipeline_options), options=pipeline_options)
     build(p, config, extra_columns, staging)
     started = time.monotonic()
@@ -377,9 +376,9 @@ def _run_locked(config, pipeline_options, staging: str) -> dict:
         raise NoValidRecordsError(
             f"no valid records: all {staged.inputs} inputs were rejected "
             f"({_reasons_text(staged.rejects)}); one line per input with its reason is in "
-            f"{labels.join(staging, schema.ERRORS_DIR)}/; nothing was published, so "
+            f"{files.join(staging, schema.ERRORS_DIR)}/; nothing was published, so "
             f"{config.output_dir} keeps its previous output (if any)")
-    stats = metadata.publish(staging, config.output_dir, config.image.image_size, extra_columns)
+    stats = publish.publish(staging, config.output_dir, config.image.image_size, extra_columns)
     _log.info("%s", summary_line(result, stats, seconds))
     return stats.to_dict()
 

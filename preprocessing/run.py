@@ -11,7 +11,7 @@ import logging
 import platform
 import sys
 
-from preprocessing import lock, metadata, options, pipeline
+from preprocessing import lock, options, pipeline, publish
 
 
 def run(argv: list[str] | None = None) -> dict:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(argv)
     except (options.OptionsError, pipeline.NoValidRecordsError, lock.OutputLockedError,
-            lock.OutputDirError, metadata.StagingError) as e:
+            lock.OutputDirError, publish.StagingError) as e:
         sys.exit(f"preprocessing.run: error: {e}")  # exit status 1, message on stderr
 
 

@@ -7,7 +7,7 @@ import pytest
 from contract import limits
 from contract import stats as stats_file
 from contract.stats import SplitStats, Stats
-from preprocessing import fake_records, metadata
+from preprocessing import fake_records, stats_assembly
 
 # What preprocessing.run wrote before it recorded the framing, the limits and a version.
 OLD = {"image_size": 64, "extra_columns": ["gender"], "max_age": 120,
@@ -63,7 +63,7 @@ def test_read_names_a_missing_or_broken_file(tmp_path):
 
 def test_read_from_gcs_without_tensorflow(gcs_bucket):
     out = f"gs://{gcs_bucket}/out"
-    metadata.write_stats(out, Stats.from_dict(OLD))
+    stats_assembly.write_stats(out, Stats.from_dict(OLD))
     assert stats_file.read(out) == Stats.from_dict(OLD)
     with pytest.raises(FileNotFoundError, match=f"gs://{gcs_bucket}/none/stats.json"):
         stats_file.read(f"gs://{gcs_bucket}/none")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from contract import sharding
+from contract import files, sharding
 from contract.stats import Stats
-from deploy import data_check, gcs, specs
+from deploy import data_check, specs
 from preprocessing import fake_records
 from trainer import data
 
@@ -74,7 +74,8 @@ def test_check_reads_stats_json_on_gs(gcs_bucket):
     with pytest.raises(FileNotFoundError, match=f"{records}/stats.json not found"):
         data_check.check(_job(2), records)
     fake_records.write_dataset(records, counts={"train": 8, "validation": 4}, shards=2)
-    assert json.loads(gcs.read_text(records + "/stats.json"))["splits"]["train"]["num_shards"] == 2
+    stats = json.loads(files.read_text(records + "/stats.json"))
+    assert stats["splits"]["train"]["num_shards"] == 2
     data_check.check(_job(2), records)
     with pytest.raises(ValueError, match="3 worker.* cannot each read the data"):
         data_check.check(_job(3), records)

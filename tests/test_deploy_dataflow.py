@@ -90,7 +90,7 @@ def test_preprocessing_run_accepts_the_command(monkeypatch):
     """
     from preprocessing import options
 
-    monkeypatch.setattr(options, "validate", lambda config: None)
+    monkeypatch.setattr(options, "validate", lambda config: [])  # no label columns read
     monkeypatch.chdir(REPO)  # --setup_file=./setup.py is relative to where the job starts
     cmd = dataflow.command("my-proj", "us-central1", "gs://my-bucket", "gs://my-bucket/l.csv",
                            "gs://my-bucket/img", "gs://my-bucket/records", "prep-1",

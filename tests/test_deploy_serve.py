@@ -113,17 +113,17 @@ def test_a_serving_image_override_keeps_the_container_kind():
 
 
 def test_versioned_layout_puts_the_trainer_export_in_version_1(gcs_bucket, tmp_path):
-    from deploy import gcs
+    from contract import files
 
     model = tmp_path / "saved_model"
     (model / "variables").mkdir(parents=True)
     (model / "saved_model.pb").write_bytes(b"pb")
     (model / "variables" / "variables.index").write_bytes(b"idx")
     uri = f"gs://{gcs_bucket}/run/model/saved_model"
-    gcs.upload_dir(model, uri)
+    files.copy_tree(str(model), uri)
     assert "copied 2 object(s)" in serving.versioned_layout(uri)
     for name in ("saved_model.pb", "variables/variables.index"):
-        assert gcs.exists(f"{uri}/1/{name}") and gcs.exists(f"{uri}/{name}")  # both layouts
+        assert files.exists(f"{uri}/1/{name}") and files.exists(f"{uri}/{name}")  # both layouts
     assert "holds the SavedModel already" in serving.versioned_layout(uri)  # nothing re-copied
     with pytest.raises(ValueError, match="no saved_model.pb there or in 1/"):
         serving.versioned_layout(f"gs://{gcs_bucket}/elsewhere")

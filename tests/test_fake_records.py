@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from contract import schema
 from contract import stats as stats_file
-from preprocessing import fake_records, metadata
+from preprocessing import fake_records, stats_assembly
 
 
 def _read(out_dir, split):
@@ -29,7 +29,7 @@ def test_layout_stats_and_records_agree(tmp_path):
     records = _read(tmp_path / "data", "train")
     ages = [float(r[schema.AGE]) for r in records]
     assert train["mean_age"] == pytest.approx(np.mean(ages), rel=1e-12)
-    assert train["age_histogram"] == metadata.age_histogram(ages, 100)
+    assert train["age_histogram"] == stats_assembly.age_histogram(ages, 100)
     assert sum(os.path.getsize(p) for p in (tmp_path / "data").glob("train-*")) == (
         train["num_bytes"])
     image = tf.io.decode_jpeg(records[0][schema.IMAGE]).numpy()

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from contract import reasons, schema
 from contract.files import read_json
-from preprocessing import metadata, synthetic
+from preprocessing import publish, synthetic
 from preprocessing import run as run_module
 
 IMAGE_SIZE = 32
@@ -151,14 +151,14 @@ def test_rerun_is_byte_identical_and_leaves_no_stale_shards(sample, first_run, t
     assert _shards(out) == sorted(first_run["files"])
     for name, data in first_run["files"].items():
         assert _read(os.path.join(out, name)) == data, name
-    assert not os.path.exists(os.path.join(out, metadata.STAGING_DIR))
+    assert not os.path.exists(os.path.join(out, publish.STAGING_DIR))
 
 
 def test_an_interrupted_run_leaves_nothing_behind(sample, tmp_path):
     # What an interruption leaves: a staging folder with a stale shard, and shards of a run
     # with another shard count. The next run must neither reuse nor keep any of them.
     out = tmp_path / "out"
-    staging = out / metadata.STAGING_DIR
+    staging = out / publish.STAGING_DIR
     staging.mkdir(parents=True)
     (staging / "train-00000-of-00009").write_bytes(b"stale")
     (out / "train-00004-of-00009").write_bytes(b"stale")
@@ -256,7 +256,7 @@ def test_appa_real_keeps_its_own_split(tmp_path):
 
 def _run_staging(out):
     """The staging folder of the one run that left one (each run stages in its own)."""
-    (staged,) = (out / metadata.STAGING_DIR).iterdir()
+    (staged,) = (out / publish.STAGING_DIR).iterdir()
     return staged
 
 

@@ -2,11 +2,11 @@
 
 import pytest
 
-from preprocessing import fragments, metadata
+from preprocessing import fragments, tfrecord_writer
 
 
 def _frame(i):
-    return metadata.tfrecord_frames([f"record {i}".encode() * (i + 1)])
+    return tfrecord_writer.tfrecord_frames([f"record {i}".encode() * (i + 1)])
 
 
 def _fill(spill, keys):

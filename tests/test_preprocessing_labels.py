@@ -3,7 +3,7 @@
 import pytest
 
 from contract import reasons
-from preprocessing import labels
+from preprocessing import dead_letters, labels
 
 
 def test_csv_keeps_extra_columns_and_rejects_rows_it_does_not_understand():
@@ -86,7 +86,7 @@ def test_identical_labels_compare_equal_and_different_ones_do_not():
 
 def test_rejection_refuses_unknown_reason_codes():
     with pytest.raises(ValueError, match="unknown rejection reason"):
-        labels.rejection("x", "looks_odd", "?")
+        dead_letters.rejection("x", "looks_odd", "?")
 
 
 @pytest.mark.parametrize("payload, message", [
@@ -100,11 +100,6 @@ def test_a_label_file_that_is_not_utf8_csv_is_a_label_error_naming_it(tmp_path, 
     path.write_bytes(payload)
     with pytest.raises(labels.LabelError, match=f"{path}: {message}"):
         labels.read_source(("csv", str(path), None, ""), max_age=120)
-
-
-def test_join_keeps_gs_uris_and_strips_one_trailing_slash():
-    assert labels.join("gs://b/out/", "errors", "e.jsonl") == "gs://b/out/errors/e.jsonl"
-    assert labels.join("/data", "x.jpg") == "/data/x.jpg"
 
 
 def test_a_label_file_is_streamed_not_held_whole(tmp_path):

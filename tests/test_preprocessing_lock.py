@@ -211,7 +211,7 @@ def test_a_gcs_lock_of_a_dead_local_process_is_taken_over_and_others_are_not(
 
 
 def test_publish_refuses_staged_shards_that_do_not_match_stats(tmp_path):
-    from preprocessing import metadata
+    from preprocessing import publish
 
     images, out = tmp_path / "images", tmp_path / "out"
     png(str(images / "a.png"))
@@ -225,6 +225,6 @@ def test_publish_refuses_staged_shards_that_do_not_match_stats(tmp_path):
     for name, data in before.items():
         (staging / name).write_bytes(data)
     (staging / "train-00001-of-00002").write_bytes(b"another run's shard")
-    with pytest.raises(metadata.StagingError, match="unexpected"):
-        metadata.publish(str(staging), str(out), SIZE, [])
+    with pytest.raises(publish.StagingError, match="unexpected"):
+        publish.publish(str(staging), str(out), SIZE, [])
     assert {n: (out / n).read_bytes() for n in os.listdir(out) if "-of-" in n} == before

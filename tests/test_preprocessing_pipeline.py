@@ -17,8 +17,8 @@ from preprocessing import (
     fragments,
     inputs,
     labels,
-    metadata,
     pipeline,
+    tfrecord_writer,
 )
 from preprocessing import plan as shard_plan
 
@@ -135,7 +135,7 @@ def test_write_shards_sorts_by_id_and_drops_what_the_verdicts_do_not_keep(tmp_pa
         record = dict.fromkeys(schema.CORE_KEYS, 0)
         record.update({schema.ID: record_id, schema.FILENAME: name, schema.AGE: age,
                        schema.IMAGE: b"jpeg"})
-        frame = metadata.tfrecord_frames([schema.encode(record)])
+        frame = tfrecord_writer.tfrecord_frames([schema.encode(record)])
         spill.add(key, fragments.Entry(record_id, name, age, 1.5, len(frame)), frame)
     parts = [kp for spill in spills for kp in spill.flush()]  # two bundles, two fragment files
     with BeamTestPipeline() as p:

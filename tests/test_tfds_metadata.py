@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from contract import schema
-from preprocessing import metadata
+from preprocessing import stats_assembly, tfds_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 24
@@ -70,10 +70,10 @@ def _tfds_write_metadata(output_dir, stats, image_size, extra_columns):
 def _stats():
     # Splits in the pipeline's order (not sorted), an empty split (left out of the metadata),
     # a multi-digit byte count and a shard that hashing left empty.
-    shards = [metadata.shard_summary("train", 0, 2, [20.0, 31.5, 44.0], 123456, max_age=100),
-              metadata.shard_summary("train", 1, 2, [], 0, max_age=100),
-              metadata.shard_summary("test", 0, 1, [50.0], 987, max_age=100)]
-    return {"splits": metadata.split_stats(shards, max_age=100)}
+    shards = [stats_assembly.shard_summary("train", 0, 2, [20.0, 31.5, 44.0], 123456, max_age=100),
+              stats_assembly.shard_summary("train", 1, 2, [], 0, max_age=100),
+              stats_assembly.shard_summary("test", 0, 1, [50.0], 987, max_age=100)]
+    return {"splits": stats_assembly.split_stats(shards, max_age=100)}
 
 
 def _json(path):
@@ -93,7 +93,7 @@ def test_dataset_info_json_is_what_tfds_writes(tmp_path):
     ours, theirs = tmp_path / "ours", tmp_path / "tfds"
     ours.mkdir()
     theirs.mkdir()
-    assert metadata.write_tfds_metadata(str(ours), stats, IMAGE_SIZE, ["gender"]) == "written"
+    assert tfds_metadata.write_tfds_metadata(str(ours), stats, IMAGE_SIZE, ["gender"]) == "written"
     _tfds_write_metadata(str(theirs), stats, IMAGE_SIZE, ["gender"])
     assert sorted(os.listdir(ours)) == sorted(os.listdir(theirs)) == [
         "dataset_info.json", "features.json"]
@@ -107,18 +107,18 @@ def test_dataset_info_json_is_what_tfds_writes(tmp_path):
 def test_an_output_without_records_gets_no_metadata(tmp_path):
     stats = {"splits": {name: {"count": 0, "shard_lengths": [0], "num_bytes": 0}
                         for name in schema.SPLITS}}
-    assert metadata.write_tfds_metadata(str(tmp_path), stats, IMAGE_SIZE, []) == (
+    assert tfds_metadata.write_tfds_metadata(str(tmp_path), stats, IMAGE_SIZE, []) == (
         "skipped: no records")
     assert os.listdir(tmp_path) == []
 
 
 _PUBLISH_WITHOUT_TF = """
 import json, sys
-from preprocessing import fake_records, metadata
+from preprocessing import fake_records, publish
 out = sys.argv[1]
-staging = out + "/" + metadata.STAGING_DIR
+staging = out + "/" + publish.STAGING_DIR
 fake_records.write_dataset(staging, image_size={size}, counts={{"train": 5, "test": 2}}, shards=2)
-stats = metadata.publish(staging, out, {size}, [])
+stats = publish.publish(staging, out, {size}, [])
 print(json.dumps({{"tfds_metadata": stats.tfds_metadata,
                   "tf_modules": sorted(m for m in sys.modules if m.startswith("tensorflow"))}}))
 """

@@ -19,9 +19,9 @@ import warnings
 import keras
 import tensorflow as tf
 
+from contract.files import read_json, write_text
 from trainer import model as model_lib
 from trainer import precise_bn
-from trainer.files import read_json, write_text
 
 HISTORY_COLUMNS = ("epoch", "stage", "loss", "mae", "val_loss", "val_mae", "lr")
 BEST_WEIGHTS, BEST_INFO = "best.weights.h5", "best.json"  # in CHECKPOINT_DIR

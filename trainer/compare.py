@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 import tensorflow as tf
 
-from trainer import files, metrics, plots, report, spreadsheet
+from contract import files
+from trainer import metrics, plots, report, spreadsheet
 
 # Paths and bookkeeping that differ between any two runs without changing what was trained.
 _IGNORED_CONFIG = {"data_dir", "model_dir", "checkpoint_dir", "tensorboard_dir", "verbose",
@@ -45,15 +46,15 @@ def load_run(path: str) -> Run:
     if not tf.io.gfile.isdir(path):
         raise FileNotFoundError(f"run dir {path!r} does not exist")
     run = Run(name=path.rsplit("/", 1)[-1], path=path)
-    run.config = files.read_json(f"{path}/config.json") or {}
-    run.trainer_metrics = files.read_json(f"{path}/metrics.json") or {}
+    run.config = files.read_json(f"{path}/config.json", None) or {}
+    run.trainer_metrics = files.read_json(f"{path}/metrics.json", None) or {}
     if tf.io.gfile.exists(f"{path}/history.csv"):
         with tf.io.gfile.GFile(f"{path}/history.csv") as f:
             run.history = pd.read_csv(f)
     for sub in sorted(tf.io.gfile.listdir(path)):
         sub = f"{path}/{sub.rstrip('/')}"
         if tf.io.gfile.exists(f"{sub}/predictions.csv"):
-            evaluation = files.read_json(f"{sub}/metrics.json")
+            evaluation = files.read_json(f"{sub}/metrics.json", None)
             if evaluation and "overall" in evaluation:
                 run.evaluations.setdefault(evaluation.get("split", sub), evaluation)
     if not (run.config or run.history is not None or run.trainer_metrics or run.evaluations):

@@ -18,6 +18,8 @@ import math
 import os
 from collections.abc import Mapping
 
+from contract import files
+
 BACKBONES = ("resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "tiny")
 HEADS = ("regression", "dex")
 LOSSES = {"regression": ("mae", "huber", "mse"), "dex": ("kl", "ce")}
@@ -99,10 +101,7 @@ class Config:
         return json.dumps(dataclasses.asdict(self), indent=indent, sort_keys=True)
 
     def save(self, path: str) -> None:
-        import tensorflow as tf
-
-        with tf.io.gfile.GFile(path, "w") as f:
-            f.write(self.to_json() + "\n")
+        files.write_text(path, self.to_json() + "\n")
 
 
 def _fail(flag: str, value, why: str):

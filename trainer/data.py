@@ -42,7 +42,7 @@ def checked_files(data_dir: str, split: str, stats: Stats | None = None
                   ) -> tuple[list[str], list[int]]:
     """(sorted shard paths, records stats.json lists per shard or -1); ShardError when the
     files disagree with stats.json. stats.json is required: it is written last, so an output
-    without it is incomplete (preprocessing.metadata.publish)."""
+    without it is incomplete (preprocessing.publish)."""
     pattern = schema.SHARD_GLOB.format(split=split)
     path = data_dir.rstrip("/") + "/" + pattern
     try:

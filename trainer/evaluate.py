@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from contract import schema
+from contract import files, schema
 from contract import stats as stats_file
-from trainer import data, files, framing, metrics, report, shards, spreadsheet
+from trainer import data, framing, metrics, report, shards, spreadsheet
 from trainer.predict import load_predict_fn, locate_model, predict_batch
 
 PREDICTIONS_CSV = "predictions.csv"
@@ -106,8 +106,7 @@ def read_history(model_dir: str | None) -> pd.DataFrame | None:
     path = f"{model_dir}/history.csv" if model_dir else None
     if not path or not files.exists(path):
         return None
-    with tf.io.gfile.GFile(path) as f:
-        return pd.read_csv(f)
+    return pd.read_csv(io.StringIO(files.read_text(path)))
 
 
 def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_size: int = 64,
@@ -120,7 +119,7 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
         raise ValueError(f"--split={split!r}: must be one of {', '.join(schema.SPLITS)}")
     location = locate_model(model)
     stats = stats_file.read(data_dir)
-    config = (files.read_json(f"{location.model_dir}/config.json") if location.model_dir
+    config = (files.read_json(f"{location.model_dir}/config.json", None) if location.model_dir
               else None)
     # The size the model was trained at wins over the size the records were written at.
     image_size = image_size or int((config or {}).get("image_size") or 0) or stats.image_size

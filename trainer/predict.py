@@ -43,7 +43,7 @@ class ModelLocation:
 
 def locate_model(path: str) -> ModelLocation:
     """MODEL_DIR or SavedModel dir -> both paths; a clear error when it is neither."""
-    from trainer import files
+    from contract import files
 
     path = path.rstrip("/")
     if files.exists(f"{path}/{SAVED_MODEL_SUBDIR}/saved_model.pb"):

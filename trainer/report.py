@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from contract import files
 from contract.stats import Stats
-from trainer import files, metrics, plots
+from trainer import metrics, plots
 
 PLOTS_DIR = "plots"
 REPORT_NAME = "report"  # -> report.html and report.md

@@ -2,7 +2,7 @@
 (records per file), so that a damaged or mixed output is an error naming the shard, never a
 silently smaller data set.
 
-stats.json (preprocessing.metadata.split_stats) gives per split ``count``, ``num_shards``,
+stats.json (preprocessing.stats_assembly.split_stats) gives per split ``count``, ``num_shards``,
 ``num_bytes`` and ``shard_lengths`` (records per shard index); a ``shards`` map (file name ->
 bytes), per split or at the top level, is used when present. Older or hand-made outputs lack
 some of these: each check runs on what is there.

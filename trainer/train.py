@@ -29,10 +29,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from contract import files
 from contract import stats as stats_file
 from contract.stats import SplitStats, Stats
 from trainer import callbacks as cb
-from trainer import data, distribution, files, framing, losses, schedule, weighting
+from trainer import data, distribution, framing, losses, schedule, weighting
 from trainer import model as model_lib
 from trainer.augment import AugmentConfig
 from trainer.config import Config, with_dirs
@@ -274,7 +275,7 @@ def fit_stage(model, config: Config, plan: Plan, stage: str, first_epoch: int, l
 
 def _backed_up_epoch(backup_dir: str) -> int | None:
     """The last epoch BackupAndRestore saved in this stage's backup dir, or None."""
-    metadata = files.read_json(backup_dir + "/training_metadata.json")
+    metadata = files.read_json(backup_dir + "/training_metadata.json", None)
     return None if metadata is None else int(metadata["epoch"])
 
 

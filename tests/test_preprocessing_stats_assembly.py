@@ -1,21 +1,21 @@
-"""preprocessing.metadata: stats.json assembled from per-shard summaries (pure, no pipeline)."""
+"""preprocessing.stats_assembly: stats.json from per-shard summaries (pure, no pipeline)."""
 
 import json
 
 from contract import schema
 from imaging.images import ImageConfig
-from preprocessing import metadata, options
+from preprocessing import options, stats_assembly
 
 
 def test_stats_add_up_shards_and_account_for_every_input(tmp_path):
     config = options.JobConfig(images="in", output_dir="out", max_age=3.0,
                                image=ImageConfig(image_size=64, resize="pad", margin=0.1))
     shards = [  # out of order, as Beam hands them over
-        metadata.shard_summary("train", 1, 2, [1.5, 2.25], num_bytes=20, max_age=3.0),
-        metadata.shard_summary("train", 0, 2, [0.5], num_bytes=7, max_age=3.0),
-        metadata.shard_summary("test", 0, 1, [3.0], num_bytes=9, max_age=3.0),
+        stats_assembly.shard_summary("train", 1, 2, [1.5, 2.25], num_bytes=20, max_age=3.0),
+        stats_assembly.shard_summary("train", 0, 2, [0.5], num_bytes=7, max_age=3.0),
+        stats_assembly.shard_summary("test", 0, 1, [3.0], num_bytes=9, max_age=3.0),
     ]
-    metadata.write_stats_from_parts(
+    stats_assembly.write_stats_from_parts(
         None, directory=str(tmp_path), config=config, extra_columns=["gender"], shards=shards,
         reasons_=["bad_age", "missing_file", "bad_age"], merged=[1, 2],
         blur_deciles=[[float(q) for q in range(11)]])
