@@ -7,7 +7,8 @@ DEMO_DIR ?= demo_out
 UTKFACE ?= ../shared/data/utkface
 
 .PHONY: venv demo test test-fast lint bench bench-preprocess bench-input bench-train bench-export \
-	bench-quality bench-faults bench-scaling bench-serving-memory check-serving clean
+	bench-quality bench-faults bench-scaling bench-serving-memory bench-photo-accuracy \
+	demo-photos check-serving clean
 
 venv: $(STAMP)
 
@@ -53,6 +54,16 @@ bench-scaling: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data_dir=$(UTKFACE)
+
+# Whole photo vs crop, rotated vs upright (UTK_MODEL: a model trained on UTK_RECORDS).
+UTK_MODEL ?= ../models/utk96/model
+UTK_RECORDS ?= ../models/utk96/data
+bench-photo-accuracy: $(STAMP)
+	$(PY) -m bench.photo_accuracy --model=$(UTK_MODEL) --records=$(UTK_RECORDS) \
+		--faces_dir=$(UTKFACE)/images --num_faces=$(or $(NUM_FACES),100)
+
+demo-photos: $(STAMP)
+	DEMO_DIR=$(DEMO_DIR) DEMO_MODEL=$(DEMO_MODEL) PY=$(PY) bash scripts/demo_photos.sh
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache *.egg-info

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from contract.framing import Framing  # noqa: E402
 from preprocessing import fake_records  # noqa: E402
 from trainer import export  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
@@ -45,8 +46,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     model = model_lib.build_model(backbone=args.backbone, image_size=args.image_size,
                                   head=args.head, max_age=100)
-    path = export.export_saved_model(model, tempfile.mkdtemp() + "/sm", args.image_size,
-                                     args.head, 100)
+    path = export.export_saved_model(model, tempfile.mkdtemp() + "/sm",
+                                     Framing(args.image_size), args.head, 100)
     loaded = tf.saved_model.load(path)
     rng = np.random.default_rng(0)
     faces = [Image.fromarray(fake_records.drawn_face(age, 200, rng))

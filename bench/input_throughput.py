@@ -2,15 +2,11 @@
 
     python -m bench.input_throughput [--image_size 96] [--backbone mobilenet_v3_small]
 
-1. Writes --num_records drawn synthetic faces as records (preprocessing.fake_records) to
-   --work_dir.
-2. Measures images/s out of trainer.data.build_dataset (read + parse + decode + augment + batch),
-   for the pipeline's default augmentation, no augmentation, and - for comparison - Keras
-   augmentation layers mapped over the same batches.
-3. Measures, in the same run, the training rate of a bare tf.function loop of the backbone
-   (weights=None, include_top=False, average pooling + Dense(1)) on in-memory tensors.
-Prints each figure and the ratio input/training (the goal is >= 10x, so that input preparation
-never limits training even when other work shares the cores).
+Writes drawn synthetic faces as records (preprocessing.fake_records), then measures images/s out
+of trainer.data.build_dataset with the default augmentation, with none, and with Keras
+augmentation layers for comparison; in the same run, a bare tf.function training loop of the
+backbone on in-memory tensors. Prints each figure and the ratio input/training (goal >= 10x, so
+that input preparation never limits training, even when other work shares the cores).
 """
 
 from __future__ import annotations

@@ -27,15 +27,17 @@ def _tiny_model(directory: str) -> str:
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
     from fixed_models import mean_colour_model
 
+    from contract.framing import Framing
     from trainer import export
 
-    return export.export_saved_model(mean_colour_model(32), os.path.join(directory, "sm"), 32,
-                                     "regression", max_age=120)
+    return export.export_saved_model(mean_colour_model(32), os.path.join(directory, "sm"),
+                                     Framing(32), "regression", max_age=120)
 
 
 def main(argv) -> int:
     from preprocessing import scenes
     from trainer import predict
+    from trainer.framing import read_framing
 
     with tempfile.TemporaryDirectory() as tmp:
         loaded = predict.load(MODEL.value or _tiny_model(tmp))
@@ -50,7 +52,7 @@ def main(argv) -> int:
               f"{os.getloadavg()[0]:.1f}")
         for mode in ("none", "detect", "align"):
             run = ((lambda p: predict.predict_ages(loaded, predict.read_images(
-                p, int(loaded.image_size.numpy()))[0])) if mode == "none" else
+                p, read_framing(loaded))[0])) if mode == "none" else
                    (lambda p, m=mode: predict.predict_photos(loaded, p, m)))
             run(paths[:1])  # warm-up: traces the detector and the signature
             start, cpu = time.perf_counter(), time.process_time()

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench.preprocess_throughput import plain_loop
+from contract.framing import Framing
 from imaging import images
 
 
@@ -119,7 +120,7 @@ def main(argv=None) -> None:
     print("| images | loop img/s | job img/s | job / loop | runner peak RSS | worker peak RSS "
           "| runner CPU s |")
     print("|---|---|---|---|---|---|---|")
-    config = images.ImageConfig(image_size=64)
+    config = images.ImageConfig(Framing(image_size=64))
     for size in (int(s) for s in args.sizes.split(",")):
         folder = work / f"sample_{size}"
         tasks = make_sample(folder, size)

@@ -2,17 +2,11 @@
 
     python -m bench.preprocess_throughput --data_dir ../shared/data/utkface [--limit 4000]
 
-Both sides do the same per-image work on the same files: read the bytes, decode, EXIF-rotate,
-convert to RGB, resize, re-encode as JPEG, measure blur and brightness (``images.process``),
-serialise with ``schema.encode`` and write TFRecords. The Beam job (DirectRunner,
-multi_processing, ``--workers`` processes) also does what the loop skips: duplicate-name and
-exact-duplicate detection, deterministic splits and shards, dead letters, stats and TFDS
-metadata. Its time is wall clock for the whole ``pipeline.run`` call, worker start-up included.
-The loop uses ``multiprocessing.Pool`` with the same number of processes. The page cache is
-warmed first so that neither side pays for the disk and the other not.
-
-Outputs go to a fresh folder under /tmp (removed afterwards unless --keep). UTKFace figures are
-indicative: the data set is small crops (200x200 JPEG), research licence, never committed.
+Both do the same per-image work on the same files (``images.process``, ``schema.encode``,
+TFRecord writes); the Beam job (DirectRunner, multi_processing) also deduplicates, splits,
+dead-letters and writes stats and TFDS metadata, and is timed whole, worker start-up included.
+The page cache is warmed first. Outputs go to a fresh /tmp folder (kept with --keep); the data
+set is research-licensed and never committed.
 """
 
 from __future__ import annotations
@@ -27,6 +21,7 @@ import tempfile
 import time
 
 from contract import schema
+from contract.framing import Framing
 from imaging import images
 from preprocessing import options, pipeline, records, tfrecord_writer
 
@@ -109,7 +104,7 @@ def main(argv=None) -> None:
     work_dir = tempfile.mkdtemp(prefix="face-age-preprocess-bench-", dir="/tmp")
     try:
         labels_csv, tasks = _subset(args.data_dir, args.limit, work_dir)
-        config = images.ImageConfig(image_size=args.image_size)
+        config = images.ImageConfig(Framing(image_size=args.image_size))
         loop_times, beam_times = [], []
         for _ in range(args.repeats):
             loop_n, seconds = plain_loop(tasks, config, args.workers,
@@ -129,9 +124,9 @@ def main(argv=None) -> None:
         print(f"Beam DirectRunner (multi_processing): {beam_rate:8.1f} images/s "
               f"({beam_n} records in {beam_s:.1f} s; the rest merged or dead-lettered)")
         print(f"ratio Beam / loop: {beam_rate / loop_rate:.2f}x (goal >= 0.70x)")
-        # Beam pays a fixed cost per job (worker start-up, TF import in each worker, staging
-        # swap, TFDS metadata) that a small input cannot amortise. A second, tiny job separates
-        # it from the per-image rate, which is what decides a large (Dataflow-sized) job.
+        # Beam pays a fixed cost per job (starting and stopping the worker processes, the
+        # staging swap, TFDS metadata) that a small input cannot amortise. A second, tiny job
+        # separates it from the per-image rate, which is what decides a large (Dataflow) job.
         small = max(1, min(200, len(tasks) // 10))
         if len(tasks) > small:
             small_dir = os.path.join(work_dir, "small")

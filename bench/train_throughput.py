@@ -3,15 +3,10 @@
     python -m bench.train_throughput [--backbone mobilenet_v3_small] [--image_size 96]
         [--batch_size 64] [--steps 30] [--epochs 3]
 
-1. Writes drawn synthetic faces as records + stats.json (preprocessing.fake_records) to a
-   temp dir.
-2. Runs trainer.train.run (one_device, fine-tuning stage only, default augmentation, one
-   validation step per epoch) and reads images/s per epoch from MODEL_DIR/history.json.
-3. Builds the same model with the same compile settings and runs model.fit on one in-memory
-   batch, repeated (no decode/augment, no callbacks).
-Epoch 1 (tracing) is excluded from both. Two trainer figures: its training steps alone (input
-pipeline + augmentation + step; the like-for-like comparison, goal >= 0.95x bare) and its whole
-epoch (adding precise BN, validation and checkpoint writes, which depend on the epoch length).
+Runs trainer.train.run on drawn synthetic records (fine-tuning stage only) and reads images/s per
+epoch from history.json, then model.fit of the same model on one in-memory batch, repeated; epoch
+1 (tracing) is left out of both. Two trainer figures: its training steps alone (like for like,
+goal >= 0.95x bare) and its whole epoch (adding precise BN, validation and checkpoints).
 """
 
 from __future__ import annotations

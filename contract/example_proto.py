@@ -1,18 +1,11 @@
 """tf.train.Example wire format in plain Python, so the Beam workers never import TensorFlow.
 
-Importing TensorFlow costs ~2.7 s per worker process and is most of the Beam job's fixed cost
-(bench/preprocess_throughput.py), and on Dataflow it would make TensorFlow a worker dependency
-just to build one small proto. The message is tiny and frozen:
-
-    Example  { Features features = 1; }
-    Features { map<string, Feature> feature = 1; }
-    Feature  { oneof kind { BytesList bytes_list = 1; FloatList float_list = 2;
-                            Int64List int64_list = 3; } }
-    BytesList { repeated bytes value = 1; }                  FloatList / Int64List: packed
-
-Map entries are written in sorted key order, which is what protobuf's deterministic
-serialisation does: tests/test_example_proto.py checks the bytes against TensorFlow's own
-``SerializeToString(deterministic=True)`` for random records.
+Importing TensorFlow would be most of the Beam job's fixed cost per worker, and on Dataflow a
+worker dependency just to build one small proto. The message is tiny and frozen: Example
+{features = 1} holds Features {map<string, Feature> feature = 1}; a Feature is one of
+bytes_list = 1, float_list = 2, int64_list = 3 (numbers packed). Map entries are written in
+sorted key order, as protobuf's deterministic serialisation does: tests/test_example_proto.py
+checks the bytes against TensorFlow's own ``SerializeToString(deterministic=True)``.
 """
 
 from __future__ import annotations

@@ -4,11 +4,10 @@ r"""Run preprocessing.run on Dataflow: build the exact command, validate its opt
         --labels=gs://B/raw/labels.csv --images=gs://B/raw/images --output_dir=gs://B/records \
         [--max_num_workers=10] [--dry_run] [-- more preprocessing.run flags]
 
-prints the ``python -m preprocessing.run --runner=DataflowRunner ...`` command and, unless
-``--dry_run``, runs it from the repository root. The Dataflow checks themselves live once, in
-``preprocessing.options.validate_pipeline_options``, which preprocessing.run also runs before
-building its pipeline; ``validate(argv)`` here applies them to a preprocessing.run argv, so a bad
-command fails before it is printed or launched.
+Prints the ``python -m preprocessing.run --runner=DataflowRunner ...`` command and, unless
+``--dry_run``, runs it from the repository root. ``validate(argv)`` first applies the Dataflow
+checks' one home, ``preprocessing.options.validate_pipeline_options``, so a bad command fails
+before it is printed or launched.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """What a trainer image was built for, and whether a job's machines can run it.
 
-The Dockerfile builds three variants, and cloudbuild.yaml tags each one ``TAG-VARIANT``:
-
-- ``gpu``: CUDA TensorFlow (the default);
-- ``gpu-rs``: the same plus Google's Reduction Server NCCL plugin (``REDUCTION_SERVER=1``);
-- ``tpu``: tensorflow-tpu and libtpu (``ACCELERATOR=tpu``).
-
-The image records its variant in its labels and environment, but the submitter cannot read them
-without registry access, so the kind comes from ``--image_kind`` or else from that tag suffix.
-An image whose tag has no suffix is taken for what a plain ``docker build .`` gives: ``gpu``.
+The Dockerfile builds three variants, tagged ``TAG-VARIANT`` by cloudbuild.yaml: ``gpu`` (CUDA
+TensorFlow, the default), ``gpu-rs`` (plus Google's Reduction Server NCCL plugin,
+``REDUCTION_SERVER=1``) and ``tpu`` (tensorflow-tpu and libtpu, ``ACCELERATOR=tpu``). The
+submitter cannot read the image's labels without registry access, so the kind comes from
+``--image_kind`` or else the tag suffix; no suffix means what ``docker build .`` gives: ``gpu``.
 """
 
 from __future__ import annotations

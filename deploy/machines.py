@@ -1,15 +1,11 @@
 """Which accelerators Vertex AI attaches to which machine types, checked before any request.
 
-Vertex AI rejects a mismatched machine/accelerator pair only after the job is queued (and some
-quota errors surface minutes later), so the pairs are checked here, up front, with a message that
-names the flag. The table follows "Configure compute resources for custom training" in the Vertex
-AI documentation: N1 machines take attachable GPUs (T4, V100, P100, P4) in fixed counts; the
-A2/A3/G2 families come with their GPUs built in, so the machine type fixes type *and* count; TPUs
-are either ``cloud-tpu`` with TPU_V2/TPU_V3 x 8 or a TPU VM type (``ct5lp-hightpu-4t`` = v5e with
-4 chips) whose topology the machine type implies; v6e (``ct6e-*``) is known but refused, since
-Vertex AI lists no TensorFlow support for it.
-
-Everything here is a pure function of strings and ints, so the tests need no cloud.
+Vertex AI rejects a mismatched pair only after the job is queued, so the pairs are checked here,
+with a message naming the flag. The table follows Vertex AI's "Configure compute resources for
+custom training": N1 takes attachable GPUs (T4, V100, P100, P4) in fixed counts; A2/A3/G2 have
+theirs built in (the machine type fixes type and count); TPUs are ``cloud-tpu`` with TPU_V2/V3 x
+8 or a TPU VM type whose topology the type implies (v6e ``ct6e-*`` is refused: Vertex AI lists no
+TensorFlow support for it). Pure functions of strings and ints: the tests need no cloud.
 """
 
 from __future__ import annotations

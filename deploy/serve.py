@@ -4,13 +4,15 @@ r"""Serve the exported SavedModel from Vertex AI: upload, deploy to an endpoint,
     python -m deploy.serve deploy  --project=P --region=R --artifact_uri=gs://.../saved_model \
         [--machine_type=n1-standard-4 --min_replicas=1 --max_replicas=3]
     python -m deploy.serve predict --project=P --region=R --endpoint=ENDPOINT_ID a.jpg b.png
-    python -m deploy.serve predict ... --face=detect|align [--json] photo.jpg   # one line per face
+    python -m deploy.serve predict ... --face=detect|align|model [--json] photo.jpg  # per face
 
 ``deploy`` uploads the model (unless --model names one already registered), creates an endpoint
 (unless --endpoint names one) and deploys the model there with all the traffic. ``predict`` sends
 each image as {"image_bytes": {"b64": ...}} and prints ``file,age`` CSV (trainer.predict's
 columns and limits, deploy.serving); with ``--face`` the detector runs here and each face crop
-is sent, printed as ``file,face,x0,y0,x1,y1,score,age``. ``--dry_run`` prints
+is sent, printed as ``file,face,x0,y0,x1,y1,score,age``; ``--face=model`` sends whole photos to
+the model's ``predict_photo`` signature instead (a raw predict naming it, deploy.serving), for
+a model exported with ``--photo_signature``. ``--dry_run`` prints
 every request as JSON instead (model and endpoint IDs are chosen up front, so the printed
 requests are complete).
 """
@@ -55,9 +57,11 @@ MIN_REPLICAS = flags.DEFINE_integer("min_replicas", 1, "Serving replicas kept up
 MAX_REPLICAS = flags.DEFINE_integer("max_replicas", 1, "Autoscaling upper bound.")
 INPUT_NAME = flags.DEFINE_string("input_name", serving.INPUT_NAME, "Serving signature input.")
 FACE = flags.DEFINE_enum(
-    "face", "none", ["none", "detect", "align"],  # trainer.photos.FACE_MODES
+    "face", "none", ["none", "detect", "align", "model"],  # trainer.photos.FACE_MODES + model
     "predict: none sends each image as one face crop; detect|align runs the face detector here "
-    "(the [faces] extra) and sends each face's crop, one output line per face.")
+    "(the [faces] extra) and sends each face's crop; model sends whole photos to the model's "
+    "predict_photo signature (exported with --photo_signature), which detects in the graph. "
+    "One output line per face.")
 JSON = flags.DEFINE_bool("json", False, "predict: JSON lines instead of CSV.")
 
 
@@ -121,8 +125,6 @@ def deploy(project, region, stamp, dry_run) -> str:
 
 
 def predict(project, region, images, dry_run) -> None:
-    from google.protobuf import json_format
-
     from trainer import photos
 
     if not ENDPOINT.value:
@@ -130,6 +132,20 @@ def predict(project, region, images, dry_run) -> None:
     if not images:
         raise ValueError("predict needs at least one image path")
     endpoint = serving.resource_name("endpoints", ENDPOINT.value, project, region)
+    if FACE.value == "model":
+        rows = _predict_in_model(endpoint, images, dry_run)
+    else:
+        rows = _predict_each(endpoint, images, dry_run)
+    if dry_run is None:
+        photos.write_rows(rows, JSON.value)
+
+
+def _predict_each(endpoint, images, dry_run) -> list[dict]:
+    """One instance per image (--face=none) or per face crop found here (detect|align)."""
+    from google.protobuf import json_format
+
+    from trainer import photos
+
     items = list(serving.sent_items(images, FACE.value))
     for key, data in items:
         if data is None:
@@ -146,8 +162,31 @@ def predict(project, region, images, dry_run) -> None:
             age = serving.age_of(prediction)
             rows.append({"file": key, "age": round(age, 2)} if isinstance(key, str) else
                         photos.face_row(key[0], key[1], key[2], age))
-    if dry_run is None:
-        photos.write_rows(rows, JSON.value)
+    return rows
+
+
+def _predict_in_model(endpoint, images, dry_run) -> list[dict]:
+    """--face=model: whole photos to the model's predict_photo signature (raw predict)."""
+    from imaging import faces
+    from trainer import photos
+
+    items = list(serving.sent_items(images, "none"))  # the limits and orientation of none
+    rows, no_face = [], []
+    for keys, request in serving.photo_requests(endpoint, items, input_name=INPUT_NAME.value):
+        response = _send(request, "raw_predict", "PredictionServiceClient", dry_run)
+        if response is None:
+            continue
+        predictions = json.loads(response.data)["predictions"]
+        for key, prediction in zip(keys, predictions, strict=True):
+            found = serving.photo_faces(prediction)
+            no_face += [] if found else [key]
+            rows.extend(photos.face_row(key, i, faces.Face(box, marks, score), age)
+                        for i, (box, marks, score, age) in enumerate(found))
+    for key in no_face:
+        print(f"no face found in {key}", file=sys.stderr)
+    if dry_run is None and not rows:
+        raise ValueError(f"none of the {len(images)} photo(s) gave a face")
+    return rows
 
 
 def main(argv: list[str]) -> None:

@@ -29,13 +29,15 @@ does not decode (WebP, TIFF, ...), is sent as its upright image re-encoded as lo
 (trainer.orientation.model_bytes); every other file is sent byte for byte.
 
 Whole photos. With ``face=detect|align`` the detector runs on the client and each face crop is
-sent as its own PNG instance (trainer.photos): the Vertex-compatible path until the exported
-model has a whole-photo signature.
+sent as its own PNG instance (trainer.photos). With ``face=model`` each whole photo is sent (as
+with ``none``) to the model's ``predict_photo`` signature, which detects and crops in the graph:
+a raw predict whose body names the signature (``photo_requests``).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +47,7 @@ from deploy import machines
 from trainer.orientation import model_bytes
 
 INPUT_NAME = "image_bytes"
+PHOTO_SIGNATURE = "predict_photo"  # trainer.photo_signature.NAME
 # The newest TensorFlow prediction image the aiplatform SDK lists (constants/prediction.py).
 DEFAULT_SERVING_TF = "2.15"
 CONTAINERS = ("tf_serving", "prebuilt")
@@ -231,14 +234,8 @@ def sent_items(paths: Sequence[str | Path], face: str = "none", detector=None):
             yield (str(path), i, found), photos.png_bytes(crop)
 
 
-def predict_requests(endpoint: str, items, input_name: str = INPUT_NAME,
-                     max_bytes: int = MAX_REQUEST_BYTES) -> list[tuple[list, object]]:
-    """Groups (key, bytes) items (``sent_items``) into requests under ``max_bytes`` of JSON
-    each; items without bytes are skipped. Returns ``[(keys in this request, PredictRequest),
-    ...]`` in input order.
-    """
-    from google.cloud import aiplatform_v1 as v1
-
+def _groups(items, input_name: str, max_bytes: int) -> list[tuple[list, list[dict]]]:
+    """(key, bytes) items -> [(keys, instances)] under ``max_bytes`` of JSON each."""
     groups: list[tuple[list, list[dict]]] = []
     size = 0
     for key, data in items:
@@ -256,13 +253,59 @@ def predict_requests(endpoint: str, items, input_name: str = INPUT_NAME,
         groups[-1][0].append(key)
         groups[-1][1].append(inst)
         size += item
+    return groups
+
+
+def predict_requests(endpoint: str, items, input_name: str = INPUT_NAME,
+                     max_bytes: int = MAX_REQUEST_BYTES) -> list[tuple[list, object]]:
+    """Groups (key, bytes) items (``sent_items``) into requests under ``max_bytes`` of JSON
+    each; items without bytes are skipped. Returns ``[(keys in this request, PredictRequest),
+    ...]`` in input order.
+    """
+    from google.cloud import aiplatform_v1 as v1
+
     requests = []
-    for keys, insts in groups:
+    for keys, insts in _groups(items, input_name, max_bytes):
         request = v1.PredictRequest(endpoint=endpoint)
         # proto-plus marshals dicts into google.protobuf.Value on extend (not in the ctor).
         request.instances.extend(insts)
         requests.append((keys, request))
     return requests
+
+
+def photo_requests(endpoint: str, items, signature: str = PHOTO_SIGNATURE,
+                   input_name: str = INPUT_NAME,
+                   max_bytes: int = MAX_REQUEST_BYTES) -> list[tuple[list, object]]:
+    """Whole photos for the model's ``signature`` (trainer.photo_signature): RawPredictRequests
+    whose body is TF Serving's REST predict body, ``{"signature_name", "instances"}`` (a
+    PredictRequest cannot name a signature; raw predict hands the body to the container as is).
+    """
+    from google.api import httpbody_pb2
+    from google.cloud import aiplatform_v1 as v1
+
+    requests = []
+    for keys, insts in _groups(items, input_name, max_bytes - len(signature) - 40):
+        body = json.dumps({"signature_name": signature, "instances": insts}).encode()
+        requests.append((keys, v1.RawPredictRequest(endpoint=endpoint, http_body=(
+            httpbody_pb2.HttpBody(content_type="application/json", data=body)))))
+    return requests
+
+
+def photo_faces(prediction: dict) -> list[tuple[tuple, tuple, float, float]]:
+    """One photo's predict_photo row (TF Serving's row format) -> [(box, landmarks, score,
+    age)], the first ``num_faces`` of the padded outputs, largest first."""
+    missing = [k for k in ("boxes", "landmarks", "scores", "ages", "num_faces")
+               if k not in prediction]
+    if missing:
+        raise ValueError(f"prediction has no {', '.join(missing)} output(s): is the endpoint "
+                         f"serving a model exported with its {PHOTO_SIGNATURE!r} signature?")
+    n = int(prediction["num_faces"])
+    return [(tuple(map(float, box)), tuple(tuple(map(float, p)) for p in marks), float(score),
+             float(age))
+            for box, marks, score, age in zip(prediction["boxes"][:n],
+                                              prediction["landmarks"][:n],
+                                              prediction["scores"][:n], prediction["ages"][:n],
+                                              strict=True)]
 
 
 def age_of(prediction) -> float:

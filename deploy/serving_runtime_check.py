@@ -1,15 +1,13 @@
 """Serve the exported SavedModel as TensorFlow Serving does, and compare with the eager path.
 
-    # with the project's TensorFlow: export fresh small models, record their eager outputs
-    python -m deploy.serving_runtime_check export --dir=DIR
-    # with the serving runtime's TensorFlow (a bare tensorflow-cpu venv): load, serve, compare
-    python -m deploy.serving_runtime_check check --dir=DIR
+    python -m deploy.serving_runtime_check export --dir=DIR  # the project's TF: export, record
+    python -m deploy.serving_runtime_check check --dir=DIR   # the serving runtime's TF: compare
 
 TF Serving (and every Vertex prebuilt TF prediction image) loads a SavedModel with the TF1
-session loader and runs a signature by feeding and fetching the tensor names of its
-SignatureDef; ``run_v1`` does exactly that. ``check`` also sends hostile PNGs and expects the
-in-graph size check's InvalidArgument. At module level this file imports only TensorFlow and
-numpy (the export side imports the trainer lazily), so ``check`` runs on TF 2.15.
+session loader and feeds and fetches its SignatureDef's tensor names; ``run_v1`` does exactly
+that. ``check`` also sends hostile PNGs and expects the in-graph size check's InvalidArgument. At
+module level only TensorFlow and numpy are imported (the export side imports the trainer
+lazily), so ``check`` runs on TF 2.15.
 """
 
 from __future__ import annotations
@@ -57,6 +55,7 @@ def sample_inputs(seed: int = 0) -> dict:
 
 
 def export(out_dir: str) -> None:
+    from contract.framing import Framing
     from trainer.export import export_saved_model
     from trainer.model import build_model
 
@@ -66,8 +65,8 @@ def export(out_dir: str) -> None:
             name = f"{backbone}_{head}"
             model = build_model(backbone=backbone, image_size=IMAGE_SIZE, head=head,
                                 max_age=MAX_AGE, weights="none", initial_age=10.0)
-            path = export_saved_model(model, os.path.join(out_dir, name), IMAGE_SIZE, head,
-                                      MAX_AGE)
+            path = export_saved_model(model, os.path.join(out_dir, name), Framing(IMAGE_SIZE),
+                                      head, MAX_AGE)
             loaded = tf.saved_model.load(path)
             np.savez(os.path.join(out_dir, f"{name}.npz"), **{
                 f"{sig}/{out}": value for sig, feed in inputs.items()

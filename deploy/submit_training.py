@@ -1,16 +1,13 @@
 r"""Submit the trainer image to Vertex AI: one GPU, many GPUs, several workers, a TPU, or tuning.
 
-    python -m deploy.submit_training --project=P --region=us-central1 \
-        --staging_bucket=gs://B --image_uri=us-central1-docker.pkg.dev/P/REPO/face-age-trainer:TAG \
-        --machine_type=n1-standard-8 --accelerator_type=NVIDIA_TESLA_T4 --accelerator_count=1 \
-        [--replica_count=2] [--reduction_server_count=1] [--tune] [--dry_run] \
+    python -m deploy.submit_training --project=P --region=us-central1 --staging_bucket=gs://B \
+        --image_uri=REGION-docker.pkg.dev/P/REPO/face-age-trainer:TAG --machine_type=... \
+        [--accelerator_type=... --accelerator_count=N] [--replica_count=2] [--tune] [--dry_run] \
         -- --data_dir=gs://B/records --backbone=resnet50 --batch_size=64
 
-Everything after ``--`` goes to ``python -m trainer.task`` unchanged, plus the
-``--distribution_strategy`` the pools imply (mirrored on one machine, multi_worker_mirrored on
-several, tpu on a TPU). ``--dry_run`` prints the request instead of sending it. Refused before
-anything is sent: an image built for other machines (deploy.image_kind), and workers that could
-not each read shards of every split (``--check_data``, from DATA_DIR/stats.json).
+After ``--``: ``trainer.task``'s flags, plus the ``--distribution_strategy`` the pools imply.
+Refused before anything is sent (``--dry_run`` prints it): an image built for other machines
+(deploy.image_kind), workers that could not each read shards of every split (``--check_data``).
 """
 
 from __future__ import annotations

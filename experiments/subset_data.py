@@ -2,15 +2,11 @@
 
     python -m experiments.subset_data --data_dir=DATA --output_dir=SMALL --train_fraction=0.1
 
-Keeps an evenly spread ``train_fraction`` of the training records (record i is kept when
-floor((i+1)*f) > floor(i*f), so exactly floor(n*f) of n, spread over the sorted shards rather
-than the first records: shards may hold records in label order, and UTKFace's labels start with
-the age. A stride of round(1/f) would keep 100% for f=0.7 and 50% for f=0.4), writes them
-into as many train shards as before, links the validation and test shards unchanged (so the runs
-are scored on the same faces) and rewrites stats.json with the subset's count and age histogram,
-which the trainer reads for steps per epoch and sample weights.
-
-The trainer has no train-fraction flag; this keeps that concern out of it.
+Keeps an evenly spread ``train_fraction`` of the training records (see ``keep``), writes them
+into as many train shards as before, links the validation and test shards unchanged (the runs are
+scored on the same faces) and rewrites stats.json with the subset's count and age histogram,
+which the trainer reads for steps per epoch and sample weights. The trainer has no train-fraction
+flag; this keeps that concern out of it.
 """
 
 from __future__ import annotations
@@ -34,7 +30,9 @@ def keep(index: int, fraction: float) -> bool:
     """Whether record ``index`` is in the subset: exactly floor(n * fraction) of the first n are.
 
     The fraction is taken as the decimal the user typed (0.1 is 1/10, not the binary float
-    just above it), so the count cannot drift by one on a rounding error.
+    just above it), so the count cannot drift by one on a rounding error. Kept records are spread
+    over the sorted shards, not the first ones: shards may be in label order (UTKFace's labels
+    start with the age). A stride of round(1/f) would keep 100% for f=0.7 and 50% for f=0.4.
     """
     f = Fraction(str(float(fraction)))
     return math.floor((index + 1) * f) > math.floor(index * f)

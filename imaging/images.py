@@ -1,19 +1,12 @@
-"""One image file's bytes -> one resized RGB JPEG plus quality measures. Pure functions.
+"""One image file's bytes -> one framed RGB JPEG plus quality measures. Pure functions.
 
-Nothing here knows about Beam or files: the pipeline's DoFn and the benchmark's plain loop both
-call ``process`` on bytes, and the tests call every step directly. A broken input raises
-``ImageError`` whose ``reason`` is a code from ``contract.reasons``.
-
-Order of operations, and why:
-1. Guard the pixel count and the aspect ratio from the header *before* decoding, so a
-   decompression bomb costs a header read, not gigabytes of RAM, and the resize's output stays
-   bounded (a 1xN strip scaled so its short side fills the square would grow N times it).
-2. ``draft`` (JPEG only) lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is much
-   smaller than the photo; it never goes below the size the final resize needs.
-3. Apply the EXIF orientation before anything looks at geometry (phone photos are often stored
-   sideways with a rotation tag), then convert every mode to 8-bit RGB.
-4. Resize once, to the square the trainer uses, and measure blur/brightness on *that* image so
-   the numbers are comparable across photos of different resolutions.
+Nothing here knows about Beam or files: the pipeline's DoFn and the benchmark's loop call
+``process`` on bytes, and the tests call each step. A broken input raises ``ImageError`` whose
+``reason`` is a ``contract.reasons`` code. Order: the header's size is checked before decoding (a
+bomb costs a header read); JPEGs decode at a reduced ``draft`` scale when the square is much
+smaller; EXIF orientation is applied before any geometry, then every mode becomes 8-bit RGB; the
+photo is framed once (``contract.framing``) and blur/brightness are measured on that square, so
+they compare across resolutions.
 """
 
 from __future__ import annotations
@@ -28,10 +21,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from contract import limits, reasons
-from contract.framing import RESIZE_MODES, draft_size
+from contract.framing import EXIF_ORIENTATION, RESIZE_MODES, TRANSPOSED_ORIENTATIONS, Framing
 
-_SIZE_REASONS = {limits.PIXELS: reasons.TOO_MANY_PIXELS,
-                 limits.ASPECT: reasons.EXTREME_ASPECT_RATIO}
+SIZE_REASONS = {  # contract.limits.size_problem kind -> reason code
+    limits.PIXELS: reasons.TOO_MANY_PIXELS, limits.ASPECT: reasons.EXTREME_ASPECT_RATIO}
 # Transparent pixels are composited onto white: cut-out portraits are usually shown on white.
 _BACKGROUND = (255, 255, 255)
 
@@ -47,12 +40,8 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class ImageConfig:
-    image_size: int = 224
-    resize: str = "crop"  # "crop": fill the square, cut the overflow; "pad": fit inside, pad black
-    margin: float = 0.0  # fraction of width/height trimmed from each side before resizing
+    framing: Framing = Framing(image_size=224)
     jpeg_quality: int = 90
-    max_pixels: int = limits.MAX_PIXELS
-    max_aspect_ratio: float = limits.MAX_ASPECT_RATIO
 
 
 @dataclass(frozen=True)
@@ -98,7 +87,7 @@ def decode(data: bytes, max_pixels: int, draft_size: int | None = None,
                                       max_aspect_ratio=max_aspect_ratio)
         if problem:
             kind, message = problem
-            raise ImageError(_SIZE_REASONS[kind], message)
+            raise ImageError(SIZE_REASONS[kind], message)
         if draft_size and image.format == "JPEG":
             # Requests a square so the result is big enough whichever way EXIF rotates it.
             image.draft(image.mode, (draft_size, draft_size))
@@ -180,18 +169,18 @@ def brightness(grey: np.ndarray) -> float:
 
 def process(data: bytes, config: ImageConfig) -> ProcessedImage:
     """The whole per-image stage: bytes -> ProcessedImage, or ImageError naming the reason."""
-    draft = draft_size(config.image_size, config.margin)
+    framing = config.framing
     # The pixel guard needs the header size, so read it from the undrafted open inside decode.
-    image = decode(data, config.max_pixels, draft_size=draft,
-                   max_aspect_ratio=config.max_aspect_ratio)
+    image = decode(data, framing.max_pixels, draft_size=framing.draft_size(),
+                   max_aspect_ratio=framing.max_aspect_ratio)
     original = _original_size(data, image)
     rgb = to_rgb(image)
-    square = fit(rgb, config.image_size, config.resize, config.margin)
+    square = fit(rgb, framing.image_size, framing.resize, framing.margin)
     grey = np.asarray(square.convert("L"))
     return ProcessedImage(
         jpeg=encode_jpeg(square, config.jpeg_quality),
-        height=config.image_size,
-        width=config.image_size,
+        height=framing.image_size,
+        width=framing.image_size,
         original_height=original[1],
         original_width=original[0],
         blur=blur_score(grey),
@@ -203,8 +192,8 @@ def _original_size(data: bytes, decoded: Image.Image) -> tuple[int, int]:
     """(width, height) of the stored photo as displayed, i.e. before draft, after EXIF rotation."""
     with Image.open(io.BytesIO(data)) as header:  # header only: no pixel decoding
         width, height = header.size
-        orientation = header.getexif().get(0x0112, 1)
-    if orientation in (5, 6, 7, 8):  # the EXIF orientations that swap width and height
+        orientation = header.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation in TRANSPOSED_ORIENTATIONS:
         width, height = height, width
     return width, height
 

@@ -1,21 +1,13 @@
 """Tiny datasets in preprocessing.run's output layout, written directly: no labels, no Beam job.
 
-    from preprocessing import fake_records
-    data_dir = fake_records.write_dataset(OUT, image_size=32,
-                                          counts={"train": 64, "validation": 16})
+data_dir = fake_records.write_dataset(OUT, image_size=32, counts={"train": 64})
 
-For tests and benchmarks that need records the trainer reads in a second, not a pipeline run:
-OUT/{split}-0000i-of-0000n shards of ``schema.encode`` records and OUT/stats.json, written with
-the pipeline's own helpers (``stats_assembly``, ``tfrecord_writer``) so that the layout cannot
-drift from what ``preprocessing.run`` writes. Ages are uniform in [1, 90); each record's
-quality/blur and quality/brightness are measured on its image as the pipeline measures them.
-
-Two kinds of image, chosen with ``draw``:
-
-* ``signal_image``: noise whose brightness and a red bar's length grow with age, a signal a
-  tiny model picks up within a few steps (the trainer's tests);
-* ``drawn_face``: a ``synthetic_faces`` drawing of a face of that age, whose JPEG size and
-  decode cost are those of a real face crop (the benchmarks).
+For tests and benchmarks that need records in a second: shards of ``schema.encode`` records and
+stats.json, written with the pipeline's own helpers (``stats_assembly``, ``tfrecord_writer``) so
+the layout cannot drift. Ages are uniform in [1, 90); blur and brightness are measured as the
+pipeline does. Images (``draw``): ``signal_image``, noise whose brightness and a red bar grow
+with age, which a tiny model learns in a few steps (trainer tests); ``drawn_face``, a
+``synthetic_faces`` drawing whose JPEG size and decode cost are a real face crop's (benchmarks).
 """
 
 from __future__ import annotations

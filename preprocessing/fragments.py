@@ -1,18 +1,13 @@
 """How encoded records travel from the load stage to the shard writers: through files.
 
-The load stage frames each record (``tfrecord_writer.tfrecord_frames``) and keeps the
-frames of a bundle in memory, grouped by shard. At the end of the bundle (or every
-``FLUSH_BYTES``) it writes them as one *fragment* file, each shard's frames contiguous, and emits
-one small ``Part`` per shard: where its bytes are, plus each record's id, name, age, blur and
-frame length. Only Parts cross the job's shuffle; a shard writer reads its byte ranges back,
-drops the copies the duplicate verdicts do not keep, sorts by id and writes the shard.
-
-Why not shuffle the records themselves: on the DirectRunner every byte of a shuffle passes
-through the runner process (decoded, grouped, re-encoded) and cost ~1 s per 90 MB on 2 cores,
-more than a sixth of the whole job; files cost a write and a read. The same spill-to-files
-pattern is how Beam's file sinks write per-bundle temporary files: a retried bundle writes a new,
-uniquely named fragment and the failed attempt's file is never referenced; all fragments live
-under OUT/.staging and go with it.
+The load stage frames each record (``tfrecord_writer.tfrecord_frames``), keeps a bundle's frames
+grouped by shard and writes them as one *fragment* file at the bundle's end (or every
+``FLUSH_BYTES``), emitting one small ``Part`` per shard: where its bytes are, plus each record's
+id, name, age, blur and frame length. Only Parts cross the shuffle; a shard writer reads its
+byte ranges back, drops the copies dedup does not keep, sorts by id and writes the shard. Why:
+on the DirectRunner every byte of a shuffle passes through the runner process, while files cost
+a write and a read. Like Beam's file sinks, a retried bundle writes a new, uniquely named
+fragment; all live under OUT/.staging and go with it.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """One job per output folder: OUT/.lock is taken before any work and held until the job ends.
 
-Two runs into one OUT would share its staging area and publish each other's shards (or none).
-So a run first claims OUT, then stages into a folder of its own (OUT/.staging/RUN_ID), and a
-second run fails at once with a message naming the lock and its holder (host, pid, start time).
-
-- Local: the lock file is created with O_EXCL and held with ``flock``, which the kernel drops
-  when the holder ends, however it ends (kill -9 too). A lock file whose flock can be taken was
-  left by a run that is gone: the next run takes it over by itself. The flock must be taken on
-  the file still at OUT/.lock (a releasing holder unlinks it), hence the inode check.
-- gs://: the lock object is created only if absent (``ifGenerationMatch=0``). GCS cannot say
-  whether its holder still runs: a lock written by a process of this machine that no longer
-  runs is deleted (``ifGenerationMatch`` = its generation, so two runs cannot both break it) and
-  taken; any other stale lock is deleted by hand, as the error message says. The lock is read
-  before and after the create, so a store that ignores preconditions (the GCS emulator the tests
-  use does) still refuses a run that finds a lock.
+Two runs into one OUT would publish each other's shards (or none), so a run claims OUT, stages
+into OUT/.staging/RUN_ID, and a second run fails at once naming the lock's holder (host, pid,
+start). Local: created with O_EXCL and held with ``flock``, which the kernel drops however the
+holder ends; a lock whose flock can be taken is taken over. gs://: created only if absent
+(``ifGenerationMatch=0``); GCS cannot tell whether the holder runs, so only a lock of a process of
+this machine that is gone is broken automatically (``_acquire_gcs``), any other by hand.
 """
 
 from __future__ import annotations
@@ -149,6 +141,7 @@ def _acquire_gcs(path: str, run_id: str, info: str, project: str | None) -> Lock
             if not _gone(holder):
                 raise OutputLockedError(_locked(path, holder, "GCS cannot tell whether its "
                                                 "holder still runs"))
+            # Only that generation: two runs cannot both break it and then both take it.
             with contextlib.suppress(exceptions.NotFound, exceptions.PreconditionFailed):
                 blob.delete(if_generation_match=generation)
             _log.warning("took over %s, left by a run that is no longer going: %s", path, holder)

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 from contract import files, limits, schema
-from contract.framing import RESIZE_MODES, margin_problem
+from contract.framing import RESIZE_MODES, Framing, FramingError, image_size_problem
 from imaging.images import ImageConfig
 from preprocessing import labels
 
@@ -97,9 +97,7 @@ def parse(argv: list[str] | None) -> tuple[JobConfig, object]:
         images=known.images,
         output_dir=known.output_dir,
         label_format=known.label_format,
-        image=ImageConfig(image_size=known.image_size, resize=known.resize, margin=known.margin,
-                          jpeg_quality=known.jpeg_quality, max_pixels=known.max_pixels,
-                          max_aspect_ratio=known.max_aspect_ratio),
+        image=ImageConfig(framing=_framing(known), jpeg_quality=known.jpeg_quality),
         max_age=known.max_age,
         split_ratios=_ratios(known.split_ratios),
         group_by=known.group_by,
@@ -110,6 +108,14 @@ def parse(argv: list[str] | None) -> tuple[JobConfig, object]:
     validate_pipeline_options(pipeline_options, {name: getattr(config, name)
                                                  for name in DATA_FLAGS})
     return dataclasses.replace(config, extra_columns=tuple(validate(config))), pipeline_options
+
+
+def _framing(known: argparse.Namespace) -> Framing:
+    try:
+        return Framing(image_size=known.image_size, resize=known.resize, margin=known.margin,
+                       max_pixels=known.max_pixels, max_aspect_ratio=known.max_aspect_ratio)
+    except FramingError as e:
+        raise OptionsError(f"--{e}") from None  # the message starts with the field's name
 
 
 def _ratios(text: str) -> tuple:
@@ -139,16 +145,11 @@ def validate(config: JobConfig) -> list[str]:
     """Checks values and that the inputs exist; returns the labels' extra columns, in header
     order (reads at most the label files' first line)."""
     image = config.image
-    if not 8 <= image.image_size <= 4096:
-        raise OptionsError(f"--image_size={image.image_size}: expected 8..4096")
+    if image_size_problem(image.framing.image_size):
+        raise OptionsError(f"--image_size={image.framing.image_size}: "
+                           f"{image_size_problem(image.framing.image_size)}")
     if not 1 <= image.jpeg_quality <= 100:
         raise OptionsError(f"--jpeg_quality={image.jpeg_quality}: expected 1..100")
-    if margin_problem(image.margin):
-        raise OptionsError(f"--margin={image.margin}: {margin_problem(image.margin)}")
-    if image.max_pixels <= 0:
-        raise OptionsError(f"--max_pixels={image.max_pixels}: expected > 0")
-    if not (math.isfinite(image.max_aspect_ratio) and image.max_aspect_ratio >= 1):
-        raise OptionsError(f"--max_aspect_ratio={image.max_aspect_ratio}: expected >= 1")
     if config.max_file_bytes <= 0:
         raise OptionsError(f"--max_file_bytes={config.max_file_bytes}: expected > 0")
     if config.num_shards < 0:

@@ -321,8 +321,8 @@ def build(p, config, extra_columns, staging: str):
     """Adds the whole job to pipeline ``p``; outputs go to ``staging`` (see publish.publish)."""
     rows, label_rejects = p | "ReadLabels" >> ReadLabels(
         config.label_format, config.labels, config.images, config.max_age)
-    plan = rows | "PlanShards" >> shard_plan.PlanShards(config.split_ratios, config.group_by,
-                                             config.num_shards, config.image.image_size)
+    plan = rows | "PlanShards" >> shard_plan.PlanShards(
+        config.split_ratios, config.group_by, config.num_shards, config.image.framing.image_size)
     rows, name_rejects = rows | "RejectDuplicateFileNames" >> RejectDuplicateFileNames()
     keyed, claims, image_rejects = rows | "LoadImages" >> LoadImages(
         config.images, config.image, plan, files.join(staging, fragments.FRAGMENTS_DIR),
@@ -378,7 +378,8 @@ def _run_locked(config, pipeline_options, staging: str) -> dict:
             f"({_reasons_text(staged.rejects)}); one line per input with its reason is in "
             f"{files.join(staging, schema.ERRORS_DIR)}/; nothing was published, so "
             f"{config.output_dir} keeps its previous output (if any)")
-    stats = publish.publish(staging, config.output_dir, config.image.image_size, extra_columns)
+    stats = publish.publish(staging, config.output_dir, config.image.framing.image_size,
+                            extra_columns)
     _log.info("%s", summary_line(result, stats, seconds))
     return stats.to_dict()
 

@@ -3,14 +3,11 @@ r"""Real faces pasted into larger made-up scenes, with ground truth, for detecto
     python -m preprocessing.scenes --output_dir=DIR --num_scenes=300 --seed=0 \
         [--faces_dir=DIR --labels=DIR/labels.csv]   # default faces: the public-domain astronaut
 
-Each scene is a 512-1024 x 384-768 px background (gradients, smooth noise, stripes, checkers,
-random shapes, grain) holding 0-3 faces, each scaled so its face box is 40-300 px wide, rotated by
-up to +-30 degrees and blended in through a feathered ellipse (no rectangular seams for a detector
-to latch onto). Writes DIR/scenes/scene_NNNNN.jpg and DIR/truth.jsonl (one line per scene: file,
-width, height, faces: box x1,y1,x2,y2, eyes, angle in degrees counter-clockwise, age, source).
-Scene i depends only on (seed, i). The face sources' own box and eye positions are ground truth:
-``astronaut()`` is hand-checked, ``aligned_crop_source`` is the geometry of UTKFace-style aligned
-200 px crops (their face box is calibrated, see ALIGNED_CROP_*).
+Each scene is a textured background holding 0-3 faces, scaled, rotated and blended in through a
+feathered ellipse (no seams for a detector to latch onto); sizes are the constants below. Writes
+DIR/scenes/scene_NNNNN.jpg and DIR/truth.jsonl (per face: box x1,y1,x2,y2, eyes, angle, age,
+source). Scene i depends only on (seed, i). Ground truth comes from the sources: ``astronaut()``
+is hand-checked, ``aligned_crop_source`` follows UTKFace-style aligned crops (ALIGNED_CROP_*).
 """
 
 from __future__ import annotations
@@ -178,8 +175,10 @@ def face_patch(source: FaceSource, face_width: float, angle: float):
     return rotated, to_patch, scale
 
 
-def compose(sources, rng: np.random.Generator, num_faces: int | None = None) -> Scene:
-    """One scene with ``num_faces`` (default: 0-3 at random) faces drawn from ``sources``."""
+def compose(sources, rng: np.random.Generator, num_faces: int | None = None,
+            max_angle: float = MAX_ANGLE) -> Scene:
+    """One scene with ``num_faces`` (default: 0-3 at random) faces drawn from ``sources``.
+    ``max_angle=0`` gives the same scene (same draws) with every face upright."""
     width = int(rng.integers(SCENE_WIDTH[0], SCENE_WIDTH[1] + 1))
     height = int(rng.integers(SCENE_HEIGHT[0], SCENE_HEIGHT[1] + 1))
     canvas = Image.fromarray(np.clip(background(rng, width, height), 0, 255).astype(np.uint8))
@@ -191,7 +190,7 @@ def compose(sources, rng: np.random.Generator, num_faces: int | None = None) -> 
         # log-uniform width: as many small faces as large ones, capped so that it fits
         top_width = min(FACE_WIDTH[1], 0.55 * min(width, height) * bw / max(bw, bh))
         face_width = float(np.exp(rng.uniform(np.log(FACE_WIDTH[0]), np.log(top_width))))
-        angle = float(rng.uniform(-MAX_ANGLE, MAX_ANGLE))
+        angle = float(rng.uniform(-1.0, 1.0)) * max_angle
         patch, to_patch, scale = face_patch(source, face_width, angle)
         half_w, half_h = bw * scale / 2, bh * scale / 2
         for _try in range(40):  # a free spot where the whole box fits; else the face is skipped

@@ -1,18 +1,12 @@
 """Which split and which shard a record goes to: a pure function of a stable key.
 
-The key is the record's id (a hash of its image bytes, see ``record_id``) or, with
-``--group_by=COLUMN``, the value of that column, so that every photo of one person lands in the
-same split. Hashing the content rather than the path means renaming or moving the data set does
-not reshuffle the splits; exact duplicates are kept once (dedup.py), whatever their splits.
-Nothing here depends on the runner, the worker count or the shard count, so a rerun puts every
-input where it was.
-
-The number of shards of a split is planned from the label rows, before any image is read
-(``expected_counts``, ``planned_num_shards``; plan.py): a record's shard is then known the
-moment its image is loaded, so the record goes straight to its shard's fragment file instead of
-waiting for a count of the final records. ``--num_shards=0`` therefore sizes shards from an
-estimate of the bytes per record, with a floor of ``MIN_AUTO_SHARDS`` so that multi-worker
-training has files for every worker; stats.json reports the real sizes.
+The key is the record's id (a hash of its image bytes, ``record_id``) or, with
+``--group_by=COLUMN``, that column's value, so every photo of one person lands in one split.
+Hashing the content, not the path, keeps splits when the data set moves; nothing depends on the
+runner, worker or shard count, so a rerun puts every input where it was. A split's shard count is
+planned from the label rows before any image is read (plan.py), so a record goes straight to its
+shard's fragment file; ``--num_shards=0`` sizes shards from an estimate of bytes per record, with
+a floor of ``MIN_AUTO_SHARDS`` so multi-worker training has files for every worker.
 """
 
 from __future__ import annotations

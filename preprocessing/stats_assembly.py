@@ -68,7 +68,10 @@ def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_
     deciles = blur_deciles[0] if blur_deciles else []
     written = sum(s["count"] for s in splits.values())
     stats = {
-        "image_size": config.image.image_size,
+        # The geometry of every record (export and evaluation must frame served faces alike)
+        # and the limits the records passed (the exported model refuses what preprocessing
+        # would): image_size, resize, margin, max_pixels, max_aspect_ratio.
+        **config.image.framing.to_dict(),
         "extra_columns": list(extra_columns),
         "max_age": config.max_age,
         "splits": splits,
@@ -79,12 +82,6 @@ def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_
         "blur_quantiles": ({f"{q / 10:.1f}": deciles[q] for q in (1, 5, 9)}
                            if len(deciles) == 11 else {}),
         "blur_deciles": list(deciles),
-        # The geometry of every record: export and evaluation must frame served faces alike.
-        "resize": config.image.resize,
-        "margin": config.image.margin,
-        # The limits the records passed: the exported model refuses what preprocessing would.
-        "max_pixels": config.image.max_pixels,
-        "max_aspect_ratio": config.image.max_aspect_ratio,
         "jpeg_quality": config.image.jpeg_quality,
         "label_format": config.label_format,
         "split_ratios": list(config.split_ratios),

@@ -3,13 +3,11 @@ r"""Built-in SYNTHETIC sample data: face-like drawings with age labels - not pho
     python -m preprocessing.synthetic --output_dir=DIR --num_images=500 --image_size=64 --seed=0 \
         [--corrupt_fraction=0.05] [--duplicate_fraction=0.02]
 
-Writes DIR/images/*.jpg, DIR/labels.csv (``file_name,real_age,gender``; gender 0 male, 1 female
-as in UTKFace) and DIR/manifest.json. The drawings (see ``preprocessing.synthetic_faces``) carry
-a learnable visual age signal and ages skewed like UTKFace's (many 20-40, few 60+, some
-children); about 15 percent are Gaussian-blurred. On request the sample also holds broken entries
-(truncated JPEG, random bytes, empty file, missing file, bad ages) and duplicate images, and the
-manifest says which rejection reason (``contract.reasons``) a correct preprocessing job must
-give each. The same seed gives the same bytes.
+Writes DIR/images/*.jpg, DIR/labels.csv (``file_name,real_age,gender``, as in UTKFace) and
+DIR/manifest.json. The drawings (``preprocessing.synthetic_faces``) carry a learnable age signal,
+ages skewed like UTKFace's, and some blur. On request the sample also holds broken entries and
+duplicates, and the manifest says which ``contract.reasons`` code preprocessing must give each.
+The same seed gives the same bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from contract import reasons
+from contract.framing import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, image_size_problem
 from preprocessing import synthetic_faces as faces
 
 LABELS_FILE = "labels.csv"
@@ -127,8 +126,8 @@ def _validate(num_images, image_size, corrupt_fraction, duplicate_fraction):
     # Messages use the CLI flag names; generate()'s arguments carry the same names.
     if not isinstance(num_images, (int, np.integer)) or num_images <= 0:
         raise ValueError(f"--num_images must be a positive integer, got {num_images!r}")
-    if not isinstance(image_size, (int, np.integer)) or not 16 <= image_size <= 1024:
-        raise ValueError(f"--image_size must be an integer in [16, 1024], got {image_size!r}")
+    if image_size_problem(image_size):
+        raise ValueError(f"--image_size={image_size!r}: {image_size_problem(image_size)}")
     for name, value in (("corrupt_fraction", corrupt_fraction),
                         ("duplicate_fraction", duplicate_fraction)):
         if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
@@ -320,7 +319,8 @@ def define_flags() -> None:
     flags.DEFINE_string("output_dir", None, "Directory to write images/, labels.csv and "
                         "manifest.json to.", required=True)
     flags.DEFINE_integer("num_images", 500, "Number of good (valid, distinct) images.")
-    flags.DEFINE_integer("image_size", 64, "Side of the square images in pixels (16-1024).")
+    flags.DEFINE_integer("image_size", 64, "Side of the square images in pixels "
+                         f"({MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE}).")
     flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives the same bytes.")
     flags.DEFINE_float("corrupt_fraction", 0.0, "Broken entries to add, as a fraction of "
                        "num_images, in [0, 1).")
@@ -329,8 +329,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("overwrite", False, "Replace the .jpg files of an existing output_dir.")
     flags.register_validator("num_images", lambda v: v > 0,
                              "--num_images must be a positive integer")
-    flags.register_validator("image_size", lambda v: 16 <= v <= 1024,
-                             "--image_size must be in [16, 1024]")
+    flags.register_validator("image_size", lambda v: image_size_problem(v) is None,
+                             f"--image_size must be in {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}")
     for name in ("corrupt_fraction", "duplicate_fraction"):
         flags.register_validator(name, lambda v: 0.0 <= v < 1.0, f"--{name} must be in [0, 1)")
 

@@ -1,18 +1,11 @@
 """Synthetic face-like DRAWINGS (not photos of anyone) for the built-in sample data.
 
-Two pure pieces, used by ``preprocessing.synthetic``:
-
-* ``sample_ages`` / ``sample_faces`` draw all random parameters at once (vectorised, from one
-  seeded ``numpy.random.Generator``), so a seed fixes every image;
-* ``render_face`` turns one parameter row into an RGB ``PIL.Image`` with ``PIL.ImageDraw``.
-
-The age signal is carried by cues that real faces also show, each mild on its own so that a
-model has to combine them: head shape (children rounder), eye size and eye height on the head
-(children: larger eyes, set lower), nose length, wrinkles (forehead, crow's feet, nasolabial
-folds, under-eye bags, age spots) and hair that greys, thins and recedes with age. Nuisance
-variation keeps it from being trivial: skin tone, background gradient, lighting, position and
-scale jitter, hair colour and style, gender cues (beard, long hair, lipstick), glasses, shirt
-colour and sensor noise.
+``sample_ages`` / ``sample_faces`` draw every random parameter at once from one seeded
+``numpy.random.Generator`` (a seed fixes every image); ``render_face`` draws one row with
+``PIL.ImageDraw``. Age shows in cues real faces show too, each mild so a model must combine them:
+head shape, eye size and height, nose length, wrinkles and age spots, greying, thinning and
+receding hair. Nuisances keep it from being trivial: skin tone, background, lighting, position
+and scale, hair, gender cues, glasses, clothes and sensor noise.
 """
 
 from __future__ import annotations

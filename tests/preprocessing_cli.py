@@ -10,7 +10,7 @@ from PIL import Image
 from contract import schema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZE = 16
+SIZE = 32
 
 
 def png(path, size=(32, 32), colour=(200, 120, 40)) -> bytes:

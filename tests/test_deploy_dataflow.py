@@ -99,7 +99,7 @@ def test_preprocessing_run_accepts_the_command(monkeypatch):
     config, pipeline_options = options.parse(cmd[3:])
     assert (config.labels, config.images, config.output_dir) == (
         "gs://my-bucket/l.csv", "gs://my-bucket/img", "gs://my-bucket/records")
-    assert (config.image.image_size, config.num_shards) == (96, 4)
+    assert (config.image.framing.image_size, config.num_shards) == (96, 4)
     beam = pipeline_options.get_all_options()
     assert beam["runner"] == "DataflowRunner"
     assert beam["setup_file"] == "./setup.py" and beam["requirements_file"] is None

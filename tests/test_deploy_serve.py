@@ -12,6 +12,7 @@ import pytest
 from google.cloud.aiplatform.constants import prediction as sdk_prediction
 from PIL import Image
 
+from contract.framing import Framing
 from deploy import machines, serving
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,7 +257,7 @@ def test_predict_instances_feed_the_exported_serving_signature(tmp_path, head):
 
     model = build_model(backbone="tiny", image_size=32, head=head, max_age=100, dropout=0.0,
                         initial_age=30.0)
-    path = export_saved_model(model, str(tmp_path / "saved_model"), 32, head, 100)
+    path = export_saved_model(model, str(tmp_path / "saved_model"), Framing(32), head, 100)
     signature = tf.saved_model.load(path).signatures["serving_default"]
     assert list(signature.structured_input_signature[1]) == [serving.INPUT_NAME]
 
@@ -299,3 +300,37 @@ def test_predict_sends_exif_oriented_photos_upright_and_others_untouched(tmp_pat
         # Lossless: exactly the pixels PIL shows for the stored file, i.e. the upright face.
         assert np.array_equal(np.asarray(served.convert("RGB")), np.asarray(upright))
     assert np.abs(np.asarray(upright, np.float32) - np.asarray(face, np.float32)).max() < 8
+
+
+def test_face_model_sends_whole_photos_in_a_raw_predict_naming_the_photo_signature(tmp_path):
+    """--face=model: TF Serving's REST predict body, with signature_name, in a RawPredictRequest
+    (a PredictRequest has no field for the signature); parsed back strictly with the SDK."""
+    from google.cloud import aiplatform_v1 as v1
+
+    photos = [make_image(tmp_path / "a.jpg", "JPEG", 64), make_image(tmp_path / "b.png", "PNG")]
+    proc = serve_cli("predict", "--project=my-proj", "--region=us-central1", "--endpoint=7",
+                     "--face=model", "--dry_run", *map(str, photos))
+    assert proc.returncode == 0, proc.stderr
+    [call] = json.loads(proc.stdout)
+    assert call["method"] == "PredictionServiceClient.raw_predict"
+    request = v1.RawPredictRequest.from_json(json.dumps(call["request"]))
+    assert request.endpoint == "projects/my-proj/locations/us-central1/endpoints/7"
+    assert request.http_body.content_type == "application/json"
+    body = json.loads(request.http_body.data)
+    assert body["signature_name"] == serving.PHOTO_SIGNATURE == "predict_photo"
+    assert [list(i) for i in body["instances"]] == [["image_bytes"], ["image_bytes"]]
+    sent = [base64.b64decode(i["image_bytes"]["b64"]) for i in body["instances"]]
+    assert sent == [p.read_bytes() for p in photos]  # whole photos, byte for byte
+
+
+def test_photo_requests_stay_under_the_size_limit_and_rows_parse(tmp_path):
+    paths = [make_image(tmp_path / f"{i}.png", "PNG", seed=i) for i in range(3)]
+    one = len(serving.instance(paths[0].read_bytes())["image_bytes"]["b64"])
+    requests = serving.photo_requests("e", serving.sent_items(paths), max_bytes=int(one * 2.5))
+    assert [len(keys) for keys, _ in requests] == [2, 1]
+    assert all(len(r.http_body.data) < one * 2.5 for _, r in requests)
+    row = {"boxes": [[1, 2, 3, 4], [0, 0, 0, 0]], "landmarks": [[[1, 1]] * 5, [[0, 0]] * 5],
+           "scores": [0.99, 0], "ages": [31.5, 0], "num_faces": 1}
+    assert serving.photo_faces(row) == [((1.0, 2.0, 3.0, 4.0), ((1.0, 1.0),) * 5, 0.99, 31.5)]
+    with pytest.raises(ValueError, match="no boxes, landmarks, scores, num_faces output"):
+        serving.photo_faces({"ages": [1.0]})

@@ -14,6 +14,7 @@ from fixed_models import mean_colour_model
 from PIL import Image
 
 from contract import schema
+from contract.framing import Framing
 from trainer import evaluate, export
 
 SIZE = 32
@@ -56,7 +57,7 @@ def _left_half_model():
 
 
 def _export(model_dir):
-    export.export_saved_model(_left_half_model(), str(model_dir / "saved_model"), SIZE,
+    export.export_saved_model(_left_half_model(), str(model_dir / "saved_model"), Framing(SIZE),
                               "regression", max_age=120)
     pd.DataFrame({"epoch": [0, 1, 2], "stage": ["head", "finetune", "finetune"],
                   "loss": [9, 7, 6], "mae": [12.0, 9.0, 8.0], "val_loss": [9, 8, 7],

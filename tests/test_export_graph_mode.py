@@ -14,6 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from contract import limits
+from contract.framing import Framing
 from deploy.serving_runtime_check import (
     BACKBONES,
     HEADS,
@@ -29,11 +30,11 @@ from trainer import export, framing
 from trainer.model import build_model
 
 
-def _export(tmp_path, backbone, head, **kwargs):
+def _export(tmp_path, backbone, head, **framing_kwargs):
     model = build_model(backbone=backbone, image_size=IMAGE_SIZE, head=head, max_age=MAX_AGE,
                         weights="none", initial_age=10.0)
-    return export.export_saved_model(model, str(tmp_path / f"{backbone}_{head}"), IMAGE_SIZE,
-                                     head, MAX_AGE, **kwargs)
+    return export.export_saved_model(model, str(tmp_path / f"{backbone}_{head}"),
+                                     Framing(IMAGE_SIZE, **framing_kwargs), head, MAX_AGE)
 
 
 def _assert_both_loaders_agree(path, head):
@@ -57,10 +58,10 @@ def test_tf_serving_loader_serves_what_eager_serves(tmp_path, backbone, head):
     path = _export(tmp_path, backbone, head, resize="pad", margin=0.1)
     loaded = _assert_both_loaders_agree(path, head)
     # What predict.py, evaluate.py and framing.read_framing read after an eager load.
-    assert framing.read_framing(loaded) == ("pad", 0.1)
-    assert (int(loaded.image_size.numpy()), int(loaded.max_age.numpy())) == (IMAGE_SIZE, MAX_AGE)
-    assert (int(loaded.max_pixels.numpy()), float(loaded.max_aspect_ratio.numpy())) == \
-        export.serving_limits()
+    # The served pixel limit: the records' default, capped at what a shared server decodes.
+    assert framing.read_framing(loaded) == Framing(IMAGE_SIZE, "pad", 0.1,
+                                                   limits.SERVING_MAX_PIXELS)
+    assert int(loaded.max_age.numpy()) == MAX_AGE
 
 
 # Every other backbone once, alternating heads: the head adds one Dense layer, which FAST covers.
@@ -91,7 +92,7 @@ def test_the_checkpoint_holds_each_weight_once(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory):
     return _export(tmp_path_factory.mktemp("sm"), "tiny", "dex",
-                   size_limits=(1_000_000, limits.MAX_ASPECT_RATIO))
+                   max_pixels=1_000_000)
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
@@ -143,7 +144,7 @@ def test_normal_faces_are_served_unchanged(tiny_export):
     data = [tf.io.encode_png(f).numpy() for f in faces]
     loaded = tf.saved_model.load(tiny_export)
     served = run_eager(loaded, "serving_default", {"image_bytes": np.array(data, dtype=object)})
-    framed = np.stack([framing.decode_and_frame(d, IMAGE_SIZE).numpy() for d in data])
+    framed = np.stack([framing.decode_and_frame(d, Framing(IMAGE_SIZE)).numpy() for d in data])
     direct = run_eager(loaded, "predict_images", {"images": framed})
     np.testing.assert_allclose(served["age"], direct["age"], rtol=1e-6)
 

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from contract.framing import Framing
 from contract.stats import Stats
 from imaging import images as pim
 from trainer import export, framing, predict
@@ -45,7 +46,7 @@ def _encode(array, fmt="PNG", **kwargs):
 
 def _pil_framing(data, size, resize, margin):
     """preprocessing's own pixels before its JPEG encode: decode (with draft) -> RGB -> fit."""
-    image = pim.decode(data, 10**8, draft_size=framing.draft_size(size, margin))
+    image = pim.decode(data, 10**8, draft_size=Framing(size, resize, margin).draft_size())
     return np.asarray(pim.fit(pim.to_rgb(image), size, resize, margin), np.float32)
 
 
@@ -57,8 +58,8 @@ def test_frame_matches_preprocessing_eagerly_and_in_tf_function(resize):
              (_encode(_photo(90, 60, 3, alpha=True)), 32), (_encode(_photo(20, 30, 4)), 32)]
     for data, size in cases:
         for margin in (0.0, 0.1, 0.25):
-            eager = framing.decode_and_frame(data, size, resize, margin).numpy()
-            graph = traced(tf.constant(data), size, resize, margin).numpy()
+            eager = framing.decode_and_frame(data, Framing(size, resize, margin)).numpy()
+            graph = traced(tf.constant(data), Framing(size, resize, margin)).numpy()
             np.testing.assert_array_equal(eager, graph)
             assert eager.shape == (size, size, 3) and eager.dtype == np.float32
             # PIL rounds to 8 bits between its two resampling passes; TF keeps floats. A
@@ -97,7 +98,7 @@ def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="image_size=0"):
         framing.frame(image, 0)
     with pytest.raises(tf.errors.InvalidArgumentError):
-        framing.decode_and_frame(b"not an image", 8)
+        framing.decode_and_frame(b"not an image", Framing(8))
 
 
 def _ramp_model():
@@ -124,13 +125,13 @@ AGE_TOLERANCE = 0.5
 def test_served_bytes_equal_predict_images_on_the_record(tmp_path, resize):
     margin = 0.1
     model = _ramp_model()
-    path = export.export_saved_model(model, str(tmp_path / "sm"), SIZE, "regression",
-                                     max_age=120, resize=resize, margin=margin)
+    path = export.export_saved_model(model, str(tmp_path / "sm"), Framing(SIZE, resize, margin),
+                                     "regression", max_age=120)
     loaded = tf.saved_model.load(path)
-    assert framing.read_framing(loaded) == (resize, margin)
+    assert framing.read_framing(loaded) == Framing(SIZE, resize, margin).served()
     raw = [_encode(_photo(96, 64, seed)) for seed in range(3)] + [_encode(_photo(60, 90, 7))]
     # The preprocessing pipeline's own records: the bytes its DoFn stores as image/encoded.
-    records = [pim.process(r, pim.ImageConfig(image_size=SIZE, resize=resize, margin=margin))
+    records = [pim.process(r, pim.ImageConfig(Framing(SIZE, resize, margin)))
                for r in raw]
     record_pixels = np.stack([tf.io.decode_jpeg(r.jpeg).numpy() for r in records])
 
@@ -143,12 +144,12 @@ def test_served_bytes_equal_predict_images_on_the_record(tmp_path, resize):
     for i, data in enumerate(raw):
         files.append(str(tmp_path / f"face{i}.png"))
         (tmp_path / f"face{i}.png").write_bytes(data)
-    images, ok, errors = predict.read_images(files, SIZE, resize, margin)
+    images, ok, errors = predict.read_images(files, Framing(SIZE, resize, margin))
     assert ok == files and not errors
     np.testing.assert_allclose(predict.predict_ages(loaded, images), served, atol=1e-3)
 
     # The test can tell: the old framing (centre crop, no margin) misses by far more.
-    old = model(np.stack([framing.decode_and_frame(r, SIZE).numpy() for r in raw]))
+    old = model(np.stack([framing.decode_and_frame(r, Framing(SIZE)).numpy() for r in raw]))
     assert np.abs(old.numpy().reshape(-1) - from_records).max() > 3 * AGE_TOLERANCE
 
 
@@ -161,9 +162,9 @@ def test_plan_carries_the_records_framing_to_the_export():
              "splits": {"train": {"count": 4}, "validation": {"count": 2}}}
     # an output written before stats.json had them:
     plan = train.make_plan(config, Stats.from_dict(stats), 1)
-    assert (plan.resize, plan.margin) == framing.DEFAULT_FRAMING == ("crop", 0.0)
+    assert plan.framing == Framing(32, "crop", 0.0)
     plan = train.make_plan(config, Stats.from_dict({**stats, "resize": "pad", "margin": 0.1}), 1)
-    assert (plan.resize, plan.margin) == ("pad", 0.1)
+    assert plan.framing == Framing(32, "pad", 0.1)
     assert "pad, margin 0.1" in plan.describe()
     with pytest.raises(ValueError, match=r"stats.json in '/d': resize='fit'"):
         train.make_plan(config, Stats.from_dict({**stats, "resize": "fit"}), 1)
@@ -173,7 +174,7 @@ def test_an_older_savedmodel_reads_as_the_old_centre_crop():
     class Loaded:  # what tf.saved_model.load returns for an export without the variables
         image_size = tf.Variable(32)
 
-    assert framing.read_framing(Loaded()) == ("crop", 0.0)
+    assert framing.read_framing(Loaded()) == Framing(32, "crop", 0.0).served()
 
 
 def test_evaluate_reports_the_framing_and_a_mismatch(tmp_path):
@@ -187,7 +188,7 @@ def test_evaluate_reports_the_framing_and_a_mismatch(tmp_path):
     with tf.io.TFRecordWriter(str(data_dir / schema.shard_name("test", 0, 1))) as writer:
         for i in range(4):
             record = pim.process(_encode(_photo(96, 64, i)),
-                                 pim.ImageConfig(image_size=SIZE, resize="pad", margin=0.1))
+                                 pim.ImageConfig(Framing(SIZE, "pad", 0.1)))
             writer.write(schema.encode({
                 schema.IMAGE: record.jpeg, schema.HEIGHT: SIZE, schema.WIDTH: SIZE,
                 schema.ORIGINAL_HEIGHT: 64, schema.ORIGINAL_WIDTH: 96,
@@ -199,8 +200,8 @@ def test_evaluate_reports_the_framing_and_a_mismatch(tmp_path):
     (data_dir / schema.STATS_FILE).write_text(json.dumps(stats))
     for resize, mismatch in (("pad", False), ("crop", True)):
         model = str(tmp_path / resize / "saved_model")
-        export.export_saved_model(_ramp_model(), model, SIZE, "regression", max_age=120,
-                                  resize=resize, margin=0.1)
+        export.export_saved_model(_ramp_model(), model, Framing(SIZE, resize, 0.1), "regression",
+                                  max_age=120)
         result = evaluate.evaluate(model, str(data_dir), "test", str(tmp_path / f"out_{resize}"),
                                    worst=0)
         assert (result["resize"], result["margin"]) == (resize, 0.1)

@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from contract import reasons
+from contract.framing import Framing
 from imaging import images
 
-CONFIG = images.ImageConfig(image_size=16)
+CONFIG = images.ImageConfig(Framing(image_size=16))
 
 
 def _pattern(width=48, height=32) -> Image.Image:
@@ -135,6 +136,6 @@ def test_broken_bytes_raise_with_the_right_reason(kind):
         full = _save(_pattern(), "PNG")
         data = full[:len(full) // 2]
     with pytest.raises(images.ImageError) as error:
-        images.process(data, images.ImageConfig(image_size=16, max_pixels=1_000_000))
+        images.process(data, images.ImageConfig(Framing(image_size=16, max_pixels=1_000_000)))
     assert error.value.reason == reason
     assert error.value.detail

@@ -11,6 +11,7 @@ import pytest
 from fixed_models import mean_colour_model
 from PIL import Image
 
+from contract.framing import Framing
 from trainer import export, predict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ def _mean_colour_model():
 
 def test_cli_takes_a_trainer_model_dir(tmp_path):
     model_dir = tmp_path / "model_dir"
-    export.export_saved_model(_mean_colour_model(), str(model_dir / "saved_model"), SIZE,
+    export.export_saved_model(_mean_colour_model(), str(model_dir / "saved_model"), Framing(SIZE),
                               "regression", max_age=120)
     files, expected = [], []
     for i, grey in enumerate((0, 128, 255)):
@@ -62,7 +63,8 @@ def test_exif_oriented_photo_predicts_as_its_upright_copy(tmp_path, orientation)
     from PIL import ImageOps
 
     saved = export.export_saved_model(mean_colour_model(SIZE, left_half=True),
-                                      str(tmp_path / "sm"), SIZE, "regression", max_age=120)
+                                      str(tmp_path / "sm"), Framing(SIZE), "regression",
+                                      max_age=120)
     loaded = predict.load(saved)
     face = upright_face()
     sideways = save_sideways(face, tmp_path / "sideways.jpg", orientation)
@@ -72,7 +74,7 @@ def test_exif_oriented_photo_predicts_as_its_upright_copy(tmp_path, orientation)
     assert np.abs(shown - np.asarray(face, np.float32)).max() < 8  # JPEG noise only
     upright = tmp_path / "upright.png"
     face.save(upright)  # no EXIF
-    images, ok, errors = predict.read_images([str(sideways), str(upright)], SIZE)
+    images, ok, errors = predict.read_images([str(sideways), str(upright)], Framing(SIZE))
     assert not errors and ok == [str(sideways), str(upright)]
     ages = predict.predict_ages(loaded, images)
     assert abs(ages[1] - 5.0) < 0.5  # the black left half, as trained

@@ -21,6 +21,7 @@ from fixed_models import mean_colour_model
 from PIL import Image
 
 from contract import limits
+from contract.framing import Framing
 from deploy.hostile_images import flat_png
 from trainer import compare, export, predict, spreadsheet
 
@@ -42,8 +43,8 @@ def _face(path, grey=128, fmt=None):
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("model")
-    export.export_saved_model(mean_colour_model(SIZE), str(model_dir / "saved_model"), SIZE,
-                              "regression", max_age=120)
+    export.export_saved_model(mean_colour_model(SIZE), str(model_dir / "saved_model"),
+                              Framing(SIZE), "regression", max_age=120)
     return model_dir
 
 
@@ -77,7 +78,7 @@ def test_hostile_files_are_refused_in_one_line_and_the_rest_predicted(hostile, t
     good = [_face(tmp_path / "a.png", 0), _face(tmp_path / "b.tiff", 255, "TIFF"),
             _face(tmp_path / "c.webp", 128, "WEBP")]
     paths = [good[0], *hostile, *good[1:]]
-    images, ok, errors = predict.read_images(paths, SIZE)
+    images, ok, errors = predict.read_images(paths, Framing(SIZE))
     assert ok == good and images.shape == (3, SIZE, SIZE, 3)
     np.testing.assert_allclose(images.mean(axis=(1, 2, 3)), [0, 255, 128], atol=1.5)
     assert set(errors) == set(hostile)

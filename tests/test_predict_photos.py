@@ -13,6 +13,7 @@ import pytest
 from fixed_models import mean_colour_model
 from PIL import Image
 
+from contract.framing import Framing
 from imaging import faces
 from preprocessing import scenes
 from trainer import export, photos, predict
@@ -31,7 +32,7 @@ def detector():
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "saved_model"
-    export.export_saved_model(mean_colour_model(SIZE), str(path), SIZE, "regression",
+    export.export_saved_model(mean_colour_model(SIZE), str(path), Framing(SIZE), "regression",
                               max_age=120)
     return path
 

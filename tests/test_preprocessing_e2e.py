@@ -205,7 +205,7 @@ def test_group_by_keeps_each_group_in_one_split(tmp_path):
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "out"
     run_module.run([f"--labels={tmp_path / 'labels.csv'}", f"--images={images}",
-                    f"--output_dir={out}", "--image_size=16", "--group_by=person"])
+                    f"--output_dir={out}", "--image_size=32", "--group_by=person"])
     splits_of_person = {}
     for name in _shards(str(out)):
         recs = tf.data.TFRecordDataset(str(out / name)).map(
@@ -230,7 +230,7 @@ def test_utkface_file_names_are_the_labels(tmp_path):
                               "39_1_20170116174525125.jpg.chip.jpg"]):  # race missing
         _png(images / name, (i * 60, 90, 30))
     stats = run_module.run([f"--images={images}", f"--output_dir={tmp_path / 'out'}",
-                            "--label_format=utkface", "--image_size=16", "--split_ratios=1,0,0"])
+                            "--label_format=utkface", "--image_size=32", "--split_ratios=1,0,0"])
     assert stats["splits"]["train"]["count"] == 2 and stats["rejects"] == {reasons.BAD_ROW: 1}
     assert stats["extra_columns"] == ["gender", "race"]
     records = _records(sorted(str(p) for p in (tmp_path / "out").glob("train-*")))
@@ -244,7 +244,7 @@ def test_appa_real_keeps_its_own_split(tmp_path):
         _png(tmp_path / "images" / folder / f"{i}.jpg", (i * 80, 10, 200))
     stats = run_module.run([f"--labels={tmp_path}", f"--images={tmp_path / 'images'}",
                             f"--output_dir={tmp_path / 'out'}", "--label_format=appa_real",
-                            "--image_size=16"])
+                            "--image_size=32"])
     assert {n: s["count"] for n, s in stats["splits"].items()} == {
         "train": 1, "validation": 1, "test": 1}
     records = tf.data.TFRecordDataset(str(tmp_path / "out" / "validation-00000-of-00001")).map(
@@ -267,7 +267,7 @@ def test_an_all_bad_run_exits_non_zero_with_a_clear_message(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
         run_module.main([f"--labels={tmp_path / 'labels.csv'}", f"--images={tmp_path / 'images'}",
-                         f"--output_dir={out}", "--image_size=16"])
+                         f"--output_dir={out}", "--image_size=32"])
     message = str(exit_info.value.code)
     assert "no valid records: all 3 inputs were rejected" in message
     assert "bad_age: 1" in message and "missing_file: 1" in message
@@ -293,7 +293,7 @@ def test_an_all_bad_rerun_keeps_the_previous_good_output(tmp_path):
 
     def flags(images):
         return [f"--labels={tmp_path / 'labels.csv'}", f"--images={images}",
-                f"--output_dir={out}", "--image_size=16", "--split_ratios=1,0,0"]
+                f"--output_dir={out}", "--image_size=32", "--split_ratios=1,0,0"]
 
     run_module.run(flags(tmp_path / "images"))
     before = {n: _read(str(out / n)) for n in [*_shards(str(out)), schema.STATS_FILE]}

@@ -21,7 +21,7 @@ def _argv(inputs, *extra):
 def test_good_flags_give_a_frozen_config_and_beam_options(inputs):
     config, beam = options.parse(_argv(inputs, "--image_size=64", "--split_ratios=0.7,0.2,0.1",
                                        "--group_by=person", "--direct_num_workers=2"))
-    assert config.image.image_size == 64 and config.split_ratios == (0.7, 0.2, 0.1)
+    assert config.image.framing.image_size == 64 and config.split_ratios == (0.7, 0.2, 0.1)
     assert config.group_by == "person"
     assert beam.get_all_options()["direct_num_workers"] == 2
     with pytest.raises(AttributeError):
@@ -33,6 +33,9 @@ def test_good_flags_give_a_frozen_config_and_beam_options(inputs):
     (["--split_ratios=0.8,0.2"], "--split_ratios"),
     (["--split_ratios=a,b,c"], "--split_ratios"),
     (["--image_size=2"], "--image_size=2"),
+    (["--image_size=1025"], "--image_size=1025: expected an integer in 32..1024"),
+    (["--max_pixels=0"], "--max_pixels=0"),
+    (["--max_aspect_ratio=0.5"], "--max_aspect_ratio=0.5"),
     (["--margin=0.5"], "--margin=0.5"),
     (["--num_shards=-1"], "--num_shards=-1"),
     (["--group_by=age_group"], "--group_by='age_group': not a label column"),

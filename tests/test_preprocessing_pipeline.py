@@ -11,6 +11,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from contract import reasons, schema
+from contract.framing import Framing
 from imaging import images
 from preprocessing import (
     dedup,
@@ -84,7 +85,7 @@ def test_load_images_spills_each_encoded_record_under_its_planned_shard(tmp_path
     _png(images_dir / "good.png")
     (images_dir / "empty.png").write_bytes(b"")
     rows = [_row("good.png", 5), _row("empty.png", 6), _row("missing.png", 7)]
-    config = images.ImageConfig(image_size=8)
+    config = images.ImageConfig(Framing(image_size=8))
     with BeamTestPipeline() as p:
         shards_per_split = _plan(p, train=3, validation=3, test=3)
         keyed, claims, rejects = (p | beam.Create(rows) | pipeline.LoadImages(
@@ -107,7 +108,7 @@ def test_load_images_splits_by_group_and_rejects_rows_without_one(tmp_path):
     rows.append(_row("nobody.png", 20, person=""))  # no file: rejected before it is read
     with BeamTestPipeline() as p:
         keyed, _, rejects = (p | beam.Create(rows) | pipeline.LoadImages(
-            str(tmp_path), images.ImageConfig(image_size=8), _plan(p),
+            str(tmp_path), images.ImageConfig(Framing(image_size=8)), _plan(p),
             str(tmp_path / "fragments"), ratios=(0.5, 0.25, 0.25), group_by="person"))
         groups = (keyed | beam.FlatMap(lambda kv: [(int(e.file_name[0]) % 2, kv[0][0])
                                                    for e in kv[1].entries])
@@ -152,7 +153,7 @@ def test_write_shards_sorts_by_id_and_drops_what_the_verdicts_do_not_keep(tmp_pa
 
 
 def _assert_single_reject(images_dir, name, detail, reason=reasons.UNREADABLE_IMAGE):
-    config = images.ImageConfig(image_size=8)
+    config = images.ImageConfig(Framing(image_size=8))
     with BeamTestPipeline() as p:
         _, _, rejects = p | beam.Create([_row(name, 5)]) | pipeline.LoadImages(
             str(images_dir), config, _plan(p), str(images_dir / "fragments"))

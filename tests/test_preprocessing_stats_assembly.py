@@ -3,13 +3,14 @@
 import json
 
 from contract import schema
+from contract.framing import Framing
 from imaging.images import ImageConfig
 from preprocessing import options, stats_assembly
 
 
 def test_stats_add_up_shards_and_account_for_every_input(tmp_path):
     config = options.JobConfig(images="in", output_dir="out", max_age=3.0,
-                               image=ImageConfig(image_size=64, resize="pad", margin=0.1))
+                               image=ImageConfig(Framing(image_size=64, resize="pad", margin=0.1)))
     shards = [  # out of order, as Beam hands them over
         stats_assembly.shard_summary("train", 1, 2, [1.5, 2.25], num_bytes=20, max_age=3.0),
         stats_assembly.shard_summary("train", 0, 2, [0.5], num_bytes=7, max_age=3.0),

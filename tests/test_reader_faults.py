@@ -21,6 +21,7 @@ from PIL import Image
 
 from contract import schema
 from contract import stats as stats_file
+from contract.framing import Framing
 from preprocessing import fake_records
 from trainer import data, evaluate, export, shards
 
@@ -181,7 +182,7 @@ def test_record_decode_is_bounded_by_its_header():
 
 def test_evaluate_refuses_a_damaged_split_in_one_line(out, tmp_path):
     model = tmp_path / "model"
-    export.export_saved_model(mean_colour_model(SIZE), str(model / "saved_model"), SIZE,
+    export.export_saved_model(mean_colour_model(SIZE), str(model / "saved_model"), Framing(SIZE),
                               "regression", max_age=120)
     _edit_stats(out, lambda s: s["splits"]["test"].pop("num_bytes"))
     shard = out / schema.shard_name("test", 1, 3)
@@ -201,7 +202,7 @@ def test_evaluate_refuses_a_damaged_split_in_one_line(out, tmp_path):
 @pytest.mark.slow
 def test_evaluate_cli_names_a_corrupted_shard_without_a_traceback(out, tmp_path):
     model = tmp_path / "model"
-    export.export_saved_model(mean_colour_model(SIZE), str(model / "saved_model"), SIZE,
+    export.export_saved_model(mean_colour_model(SIZE), str(model / "saved_model"), Framing(SIZE),
                               "regression", max_age=120)
     shard = out / schema.shard_name("test", 2, 3)
     offset, length = _frames(shard)[7]

@@ -195,6 +195,7 @@ def test_existing_output_is_not_silently_mixed(tmp_path):
     (dict(num_images=10, corrupt_fraction=1.0), "corrupt_fraction"),
     (dict(num_images=10, duplicate_fraction=-0.1), "duplicate_fraction"),
     (dict(num_images=10, image_size=8), "image_size"),
+    (dict(num_images=10, image_size=1025), "--image_size=1025: expected an integer in 32..1024"),
 ])
 def test_generate_rejects_bad_arguments(tmp_path, kwargs, flag):
     with pytest.raises(ValueError, match=flag):

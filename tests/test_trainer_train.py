@@ -14,6 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from contract import stats as stats_file
+from contract.framing import Framing
 from preprocessing.fake_records import signal_image, write_dataset
 from trainer import data, distribution, export, framing, train
 from trainer import model as model_lib
@@ -88,6 +89,8 @@ def test_run_writes_the_output_contract(data_dir, tmp_path):
     assert written["val_mae"] == pytest.approx(
         min(float(r["val_mae"]) for r in rows), rel=1e-4)  # the best epoch's weights
     loaded = tf.saved_model.load(str(model_dir / "saved_model"))
+    # metrics.json records the framing the SavedModel serves: the records', at the model's size.
+    assert Framing.from_dict(written) == framing.read_framing(loaded) == Framing(32).served()
     out = loaded.signatures["serving_default"](
         image_bytes=tf.constant([_png(signal_image(30.0, 40, np.random.default_rng(0)))]))
     assert out["age"].shape == (1,) and out["age_distribution"].shape == (1, 101)
@@ -143,7 +146,7 @@ def _png(array):
 def test_export_matches_in_memory_model(tmp_path, head):
     model = model_lib.build_model(backbone="tiny", image_size=32, head=head, max_age=20,
                                   initial_age=10.0)
-    path = export.export_saved_model(model, str(tmp_path / "sm"), 32, head, max_age=20)
+    path = export.export_saved_model(model, str(tmp_path / "sm"), Framing(32), head, max_age=20)
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, (48, 40, 3), dtype=np.uint8) for _ in range(3)]
     expected = model_lib.expected_age(

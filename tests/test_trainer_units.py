@@ -29,6 +29,7 @@ def _config(**kw):
     ({"fine_tune_learning_rate": -1.0}, "--fine_tune_learning_rate=-1.0"),
     ({"distribution_strategy": "tpu"}, "--tpu=''"),
     ({"image_size": 8}, "--image_size=8"),
+    ({"image_size": 1025}, "--image_size=1025: expected an integer in 32..1024"),
     ({"sample_weighting": "lds", "lds_kernel_size": 4}, "--lds_kernel_size=4"),
 ])
 def test_config_errors_name_the_flag(kw, flag):

@@ -1,24 +1,13 @@
 """Training-time image augmentation: one frozen config and pure, seeded TensorFlow functions.
 
-Images are float32 in 0..255 (the backbone's own preprocessing lives inside the Keras model).
-Every random number comes from stateless ops keyed by an explicit ``seed`` (shape [2] int), so the
-same seed gives the same pixels eagerly, inside ``tf.data`` and on any machine: this is what makes
-``--deterministic`` runs repeat. The input pipeline derives one seed per element.
-
-Why not Keras augmentation layers: inside tf.data on 2 cores they ran at about half the speed of
-a bare training loop (bench.input_throughput). Here the whole geometric part (flip included) is
-ONE bilinear resampling per image (``warp_bilinear``: ImageProjectiveTransformV3's arithmetic,
-as gathers) and the whole colour part is one add, one blend and one 3x3 matrix per image, all
-vectorised over a batch and compiled together by XLA.
-
-Measured on 2 shared cores at 96 px, batches of 64 (bench.input_throughput): default() costs
-~0.14 CPU-ms per image on top of ~0.11 for read + parse + decode. Before XLA it cost ~0.48, 0.37 of
-it TF's ImageProjectiveTransformV3 kernel, which repeats the coordinate arithmetic per channel and
-cannot be compiled; the same magnitudes as Keras layers cost ~1.4.
-
-Random parameters for an image are drawn as one fixed row of uniforms (``_COLUMNS``), so turning an
-op on or off never changes the randomness of the others, and an op whose magnitude is 0 is skipped
-in Python: ``AugmentConfig.none()`` is exactly the identity.
+Images are float32 0..255. Every random number comes from stateless ops keyed by an explicit
+``seed`` (shape [2] int), so a seed gives the same pixels eagerly, in tf.data and on any machine:
+what makes ``--deterministic`` runs repeat. Not Keras augmentation layers, which were much slower
+inside tf.data (bench.input_throughput): the geometric part (flip included) is ONE bilinear
+resampling per image (``warp_bilinear``) and the colour part one add, one blend and one 3x3
+matrix, vectorised over the batch and compiled by XLA. Each image's parameters are one fixed row
+of uniforms (``_COLUMNS``): switching an op off never changes the others' randomness, and
+``AugmentConfig.none()`` is exactly the identity.
 """
 
 from __future__ import annotations
@@ -50,31 +39,20 @@ _ERASE_ASPECT = (0.3, 1 / 0.3)  # r_1 = 0.3, r_2 = 1 / r_1
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """Magnitudes of each augmentation; 0 (or False) switches an op off.
+    """Magnitudes of each augmentation, each drawn uniformly in [-x, x] (or [1 - x, 1 + x] for
+    factors); 0 (or False) switches an op off."""
 
-    flip: random horizontal flip with probability 0.5 (faces are left-right symmetric).
-    max_shift: translation, a fraction of the image side, uniform in [-max_shift, max_shift].
-    max_zoom: scale factor uniform in [1 - max_zoom, 1 + max_zoom] (>1 zooms in).
-    max_rotation: degrees, uniform in [-max_rotation, max_rotation].
-    brightness: added delta, a fraction of 255, uniform in [-brightness, brightness].
-    contrast / saturation: factor uniform in [1 - x, 1 + x].
-    hue: rotation, a fraction of the full hue circle, uniform in [-hue, hue] (<= 0.5).
-    erasing_probability: chance of replacing a random rectangle with noise (random erasing).
-    erasing_max_area: largest erased area as a fraction of the image (smallest is 0.02).
-    fill_mode: how pixels moved in from outside the image by shift/zoom/rotation are filled.
-    """
-
-    flip: bool = True
-    max_shift: float = 0.0
-    max_zoom: float = 0.0
-    max_rotation: float = 0.0
-    brightness: float = 0.0
-    contrast: float = 0.0
-    saturation: float = 0.0
-    hue: float = 0.0
-    erasing_probability: float = 0.0
-    erasing_max_area: float = 0.25
-    fill_mode: str = "reflect"
+    flip: bool = True  # horizontal, probability 0.5 (faces are left-right symmetric)
+    max_shift: float = 0.0  # translation, a fraction of the image side
+    max_zoom: float = 0.0  # scale factor around 1 (> 1 zooms in)
+    max_rotation: float = 0.0  # degrees
+    brightness: float = 0.0  # added delta, a fraction of 255
+    contrast: float = 0.0  # factor around 1
+    saturation: float = 0.0  # factor around 1
+    hue: float = 0.0  # rotation, a fraction of the full hue circle (<= 0.5)
+    erasing_probability: float = 0.0  # chance of one random rectangle replaced with noise
+    erasing_max_area: float = 0.25  # its largest area, a fraction of the image (smallest 0.02)
+    fill_mode: str = "reflect"  # pixels moved in from outside by shift/zoom/rotation
 
     def __post_init__(self):
         def check(name, low, high, high_open=False):

@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 
 from contract import files
+from contract.framing import image_size_problem
 
 BACKBONES = ("resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "tiny")
 HEADS = ("regression", "dex")
@@ -28,6 +29,7 @@ STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 OPTIMIZERS = ("adamw", "sgd")
 DTYPES = ("fp32", "bf16", "fp16")
 AUGMENTS = ("default", "none")
+PHOTO_SIGNATURES = ("none", "detect", "align")  # trainer.photo_signature (the [faces] extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Config:
     tpu: str = ""
     # Outputs.
     export: bool = True
+    photo_signature: str = "none"  # detect|align: the export adds predict_photo
     hypertune_metric: str = "val_mae"
     verbose: int = 2              # Keras progress: 0 silent, 1 bar, 2 one line per epoch
 
@@ -115,7 +118,7 @@ def _validate(c: Config) -> None:
         _fail("model_dir", c.model_dir, "required (or set AIP_MODEL_DIR)")
     choices = {"backbone": BACKBONES, "head": HEADS, "sample_weighting": WEIGHTINGS,
                "distribution_strategy": STRATEGIES, "optimizer": OPTIMIZERS, "dtype": DTYPES,
-               "augment": AUGMENTS}
+               "augment": AUGMENTS, "photo_signature": PHOTO_SIGNATURES}
     for flag, allowed in choices.items():
         if getattr(c, flag) not in allowed:
             _fail(flag, getattr(c, flag), f"must be one of {', '.join(allowed)}")
@@ -133,8 +136,9 @@ def _validate(c: Config) -> None:
             _fail(flag, getattr(c, flag), "must be a non-negative integer (0 = automatic)"
                   if flag in ("image_size", "max_age", "steps_per_epoch")
                   else "must be a non-negative integer")
-    if 0 < c.image_size < 32:
-        _fail("image_size", c.image_size, "must be at least 32 pixels (or 0 = from stats.json)")
+    if c.image_size and image_size_problem(c.image_size):
+        _fail("image_size", c.image_size,
+              f"{image_size_problem(c.image_size)} (or 0 = from stats.json)")
     if c.freeze_epochs > c.epochs:
         _fail("freeze_epochs", c.freeze_epochs, f"cannot exceed --epochs={c.epochs} (the total)")
     if c.unfreeze not in ("all", "last_block") and not (c.unfreeze.isdigit() and

@@ -154,15 +154,12 @@ def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int
                   with_metadata: bool = False) -> tf.data.Dataset:
     """Batches of (image [B,S,S,3] f32 0..255, age [B] f32, weight [B] f32 | meta dict).
 
-    batch_size: the batch of THIS pipeline (with input_context, the per-replica batch).
-    augment: applied when training only; None or AugmentConfig.none() for no augmentation.
-    cache: False, True (memory) or a file path prefix; caches the encoded records.
-    repeat: epochs (-1: forever); None repeats forever when training and reads once otherwise.
-    deterministic: fixed element order (and so reproducible augmentation) at some speed cost;
-      evaluation (training=False) is always read in a fixed order.
-    input_context: from distribute_datasets_from_function; the files are split between pipelines.
-    with_metadata: elements are (image, age, meta) with meta = id, filename, blur, brightness and
-      the extra columns, for evaluation reports.
+    batch_size: THIS pipeline's (with input_context, the per-replica batch). augment: when
+    training only. cache: False, True (memory) or a file prefix, of the encoded records.
+    repeat: epochs (-1: forever); None: forever when training, else once. deterministic: fixed
+    order (and so augmentation) at some speed cost; evaluation is always in a fixed order.
+    input_context: from distribute_datasets_from_function; the files are split between
+    pipelines. with_metadata: (image, age, meta), meta = id, filename, blur, brightness, extras.
     """
     _check_args(batch_size=batch_size, image_size=image_size, shuffle_buffer=shuffle_buffer,
                 repeat=repeat, extra_columns=extra_columns)

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from contract import files, schema
 from contract import stats as stats_file
+from contract.framing import Framing
 from trainer import data, framing, metrics, report, shards, spreadsheet
 from trainer.predict import load_predict_fn, locate_model, predict_batch
 
@@ -127,7 +128,9 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
         raise ValueError(f"no image size: pass --image_size (stats.json in {data_dir!r} and the "
                          f"model's config.json do not give one)")
     extra_columns = list(stats.extra_columns)
-    data_framing = framing.record_framing(stats, data_dir)  # bad values fail before predicting
+    # Bad values fail before predicting.
+    data_framing = Framing.from_stats(stats, image_size=image_size,
+                                      source=f"stats.json in {data_dir!r}")
 
     started = time.time()
     predict_fn = load_predict_fn(location.saved_model)
@@ -142,16 +145,18 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
             f"where {schema.STATS_FILE} lists {listed}: a shard is truncated or replaced")
     # Records are fed as they are, so a model serving another framing than the records' cannot
     # show it in the numbers: say so in the report instead.
-    resize, margin = framing.read_framing(predict_fn.keep_alive)
+    served = framing.read_framing(predict_fn.keep_alive)
 
     evaluation = metrics.evaluation_metrics(frame, extra_columns, blur_quantiles)
     info = {"model": location.saved_model, "data_dir": data_dir, "split": split,
-            "tta_flip": tta_flip, "image_size": image_size, "resize": resize, "margin": margin,
+            "tta_flip": tta_flip, "image_size": image_size, "resize": served.resize,
+            "margin": served.margin,
             "examples": len(frame), "seconds": round(seconds, 1)}
-    if data_framing != (resize, margin):
+    if not served.same_geometry(data_framing):
         info["framing_mismatch"] = (
-            f"the model frames served photos with resize={resize}, margin={margin:g}; these "
-            f"records were framed with resize={data_framing[0]}, margin={data_framing[1]:g}: "
+            f"the model frames served photos with resize={served.resize}, "
+            f"margin={served.margin:g}; these records were framed with "
+            f"resize={data_framing.resize}, margin={data_framing.margin:g}: "
             "these metrics do not describe the served model")
         logging.warning("%s", info["framing_mismatch"])
     result = {**info, **evaluation}

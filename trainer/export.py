@@ -26,46 +26,30 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from contract import limits
-from contract.stats import Stats
-from trainer import framing
+from contract.framing import Framing
+from trainer import framing as tf_framing
 from trainer.model import expected_age
-
-
-def serving_limits(stats: Stats | None = None) -> tuple[int, float]:
-    """(max_pixels, max_aspect_ratio) for serving: the training data's (stats.json), with
-    contract.limits' defaults, and never more pixels than SERVING_MAX_PIXELS."""
-    if stats is None:
-        return limits.SERVING_MAX_PIXELS, limits.MAX_ASPECT_RATIO
-    return min(stats.max_pixels, limits.SERVING_MAX_PIXELS), stats.max_aspect_ratio
 
 
 class AgeModule(tf.Module):
     """The exported object: the Keras model plus the framing/clamp that surround it."""
 
-    def __init__(self, model, image_size: int, head: str, max_age: int, resize: str = "crop",
-                 margin: float = 0.0, max_pixels: int = limits.SERVING_MAX_PIXELS,
-                 max_aspect_ratio: float = limits.MAX_ASPECT_RATIO):
+    def __init__(self, model, framing: Framing, head: str, max_age: int):
         super().__init__(name="face_age")
-        framing.check(image_size, resize, margin)
-        if int(max_pixels) < 1 or not float(max_aspect_ratio) >= 1.0:
-            raise ValueError(f"max_pixels={max_pixels}, max_aspect_ratio={max_aspect_ratio}: "
-                             "expected max_pixels >= 1 and max_aspect_ratio >= 1")
         self._hold(model)
         self.head = head
-        self._image_size = image_size
-        self._resize = resize
-        self._margin = float(margin)
+        self._framing = framing.served()
         self._max_age = float(max_age)
-        self._limits = (int(max_pixels), float(max_aspect_ratio))
         # Readable after tf.saved_model.load (predict.py, evaluate.py, framing.read_framing).
-        self.image_size = tf.Variable(image_size, trainable=False, name="image_size")
+        self.image_size = tf.Variable(self._framing.image_size, trainable=False,
+                                      name="image_size")
         self.max_age = tf.Variable(max_age, trainable=False, name="max_age")
-        self.resize = tf.Variable(resize, trainable=False, name="resize")
-        self.margin = tf.Variable(self._margin, dtype=tf.float64, trainable=False, name="margin")
-        self.max_pixels = tf.Variable(int(max_pixels), dtype=tf.int64, trainable=False,
-                                      name="max_pixels")
-        self.max_aspect_ratio = tf.Variable(float(max_aspect_ratio), dtype=tf.float64,
+        self.resize = tf.Variable(self._framing.resize, trainable=False, name="resize")
+        self.margin = tf.Variable(self._framing.margin, dtype=tf.float64, trainable=False,
+                                  name="margin")
+        self.max_pixels = tf.Variable(self._framing.max_pixels, dtype=tf.int64,
+                                      trainable=False, name="max_pixels")
+        self.max_aspect_ratio = tf.Variable(self._framing.max_aspect_ratio, dtype=tf.float64,
                                             trainable=False, name="max_aspect_ratio")
 
     @tf.__internal__.tracking.no_automatic_dependency_tracking
@@ -83,11 +67,13 @@ class AgeModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(self, image_bytes):
-        size = self._image_size
+        served = self._framing
+        size = served.image_size
 
         def one(data):  # the header is checked before anything is decoded
-            data = framing.check_declared_size(data, *self._limits, gif=False)
-            return framing.decode_and_frame(data, size, self._resize, self._margin)
+            data = tf_framing.check_declared_size(data, served.max_pixels,
+                                               served.max_aspect_ratio, gif=False)
+            return tf_framing.decode_and_frame(data, served)
 
         # One photo at a time: memory is bounded by one maximal photo, not ten.
         images = tf.map_fn(one, image_bytes, parallel_iterations=1,
@@ -99,26 +85,33 @@ class AgeModule(tf.Module):
     def serve_images(self, images):
         # The pixels are in memory already, but a strip's resize would still grow unbounded.
         shape = tf.shape(images, out_type=tf.int64)
-        images = framing.check_size(images, shape[2], shape[1], *self._limits, what="images")
+        served = self._framing
+        images = tf_framing.check_size(images, shape[2], shape[1], served.max_pixels,
+                                    served.max_aspect_ratio, what="images")
         # Already framed: margin 0, so only the resize to the input size (a no-op for records).
-        return self._outputs(framing.frame(images, self._image_size, self._resize, 0.0))
+        return self._outputs(tf_framing.frame(images, served.image_size, served.resize, 0.0))
 
 
-def export_saved_model(model, path: str, image_size: int, head: str, max_age: int, *,
-                       resize: str = "crop", margin: float = 0.0,
-                       size_limits: tuple[int, float] | None = None) -> str:
+def export_saved_model(model, path: str, framing: Framing, head: str, max_age: int, *,
+                       photo_face: str = "none") -> str:
     """Writes the SavedModel (local or gs://) and returns its path.
 
-    ``resize`` and ``margin`` must be the training records' (stats.json): serving_default
-    frames raw photos with them. ``size_limits`` = (max_pixels, max_aspect_ratio), default
-    ``serving_limits()``.
+    ``framing``: the training records' (Framing.from_stats) at the model's input size;
+    serving_default frames raw photos with it, within ``Framing.served()``'s pixel limit.
+    ``photo_face="detect"|"align"`` adds the whole-photo signature (trainer.photo_signature;
+    needs the [faces] extra).
     """
     if head not in ("regression", "dex"):
         raise ValueError(f"head must be regression or dex, got {head!r}")
-    module = AgeModule(model, image_size, head, max_age, resize, margin,
-                       *(size_limits or serving_limits()))
+    module = AgeModule(model, framing, head, max_age)
     signatures = {"serving_default": module.serve_bytes.get_concrete_function(),
                   "predict_images": module.serve_images.get_concrete_function()}
+    if photo_face != "none":
+        from trainer import photo_signature
+
+        module.photo = photo_signature.PhotoSignature(module._outputs, module._framing,
+                                                      photo_face)
+        signatures[photo_signature.NAME] = module.photo.predict_photo.get_concrete_function()
     # Track the tf.Variables the signatures read, as themselves. Tracking the Keras model
     # instead exports each keras.Variable as a new variable initialised from the captured one:
     # TF2's loader rebinds the captures, but TF1's session loader (TF Serving) restores only

@@ -46,6 +46,10 @@ _int("shuffle_buffer", "Record shuffle buffer (per input pipeline).")
 _int("seed", "Seed for shuffling, augmentation and initialisation.")
 _bool("deterministic", "Fixed element order and op determinism (reproducible, slower).")
 _bool("export", "Export MODEL_DIR/saved_model after training.")
+_enum("photo_signature", config.PHOTO_SIGNATURES,
+      "detect|align: the export also gets predict_photo (whole-photo bytes -> every face's "
+      "box, landmarks, score and age; MTCNN in the graph, needs the [faces] extra), cropping "
+      "faces at the detector's box or aligned onto the aligned-crop template.")
 
 # Model.
 _enum("backbone", config.BACKBONES, "Backbone network; tiny is a test-sized CNN.")

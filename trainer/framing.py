@@ -1,45 +1,21 @@
 """Served photos framed exactly like preprocessing framed the training records. Pure TF.
 
-imaging/images.py (PIL) turns every training photo into a square record: decode, trim
-``margin`` of the width/height from each side, then ``resize="crop"`` (the short side fills the
-square, the overflow is cut evenly) or ``resize="pad"`` (the long side fills it, black bars
-centred around it), bicubic resampling to ``image_size``. The SavedModel (trainer.export) and
-trainer.predict get raw photos instead, so they repeat those steps here, in TensorFlow ops that
-trace into the SavedModel; a model served faces framed unlike its training records would be
-measured on one thing (trainer.evaluate feeds records) and deployed on another.
-
-What is mirrored, and why each detail matters:
-- JPEG "draft": PIL decodes a JPEG at 1/2, 1/4 or 1/8 scale when the target is that much
-  smaller, and rounds the trim and resize sizes on the *drafted* size; ``decode`` picks the same
-  scale (``tf.io.decode_jpeg(ratio=...)``) so the integer geometry agrees, with the accurate
-  integer DCT that libjpeg (and so PIL) uses by default.
-- Transparent PNG pixels are composited onto white, like ``imaging.images.to_rgb``.
-- Sizes are rounded half to even on float64, as Python's ``round`` does in images.fit; crop
-  offsets and pad placement are the same floor divisions.
-- ``tf.image.resize(method="bicubic", antialias=True)`` is the Keys cubic (a = -0.5) with its
-  support widened by the downscale factor: PIL's BICUBIC filter.
-
-Not mirrored (documented limits): EXIF orientation (TF's decoders ignore it, PIL applies it)
-and PIL's ``reducing_gap`` box pre-shrink. Against ``imaging.images.fit`` on the same bytes
-(PNG/JPEG/BMP, alpha, 2..1500 px, crop and pad, margin 0-0.25) the framed pixels differ by
-0.0-0.22 of a level on average and at most 1 level at the 99th percentile: PIL rounds to 8 bits
-between its two resampling passes, TF does not.
+The SavedModel (trainer.export) and trainer.predict get raw photos, so they repeat
+``imaging.images``' framing (``contract.framing``: margin trim, crop or pad, bicubic resize) in
+TensorFlow ops that trace into the SavedModel: a model served faces framed unlike its records
+would be measured on one thing and deployed on another. Mirrored: PIL's JPEG draft scale, alpha
+composited onto white, Python's round-half-even sizes, PIL's BICUBIC filter (see each function).
+Not mirrored: EXIF orientation (clients orient first, trainer.orientation) and PIL's
+``reducing_gap`` pre-shrink; PIL also rounds to 8 bits between its two resampling passes, so
+pixels differ by under a level (tests/test_framing.py bounds it).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from contract.framing import (  # draft_size: trainer.predict imports it from here
-    DEFAULT_MARGIN,
-    DEFAULT_RESIZE,
-    RESIZE_MODES,
-    draft_size,
-    margin_problem,
-)
-from contract.stats import Stats
+from contract.framing import Framing, draft_size
 
-DEFAULT_FRAMING = (DEFAULT_RESIZE, DEFAULT_MARGIN)
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG"
 _GIF_MAGIC = b"GIF8"
@@ -48,29 +24,25 @@ _HEADER_BYTES = 26  # every width/height read below lies in the first 26 bytes
 _DRAFT_RATIOS = (1, 2, 4, 8)  # the DCT scalings libjpeg offers, as PIL's draft() tries them
 
 
-def check(image_size: int, resize: str, margin: float) -> None:
-    """Raises ValueError naming the bad setting (the same bounds preprocessing's flags use)."""
-    if int(image_size) < 1:
-        raise ValueError(f"image_size={image_size}: must be a positive number of pixels")
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"resize={resize!r}: must be one of {', '.join(RESIZE_MODES)}")
-    if margin_problem(margin):
-        raise ValueError(f"margin={margin}: {margin_problem(margin)} (fraction of the width "
-                         "and height trimmed from each side)")
+def decode(image_bytes, image_size: int, margin: float = 0.0, full_size: bool = False):
+    """Encoded JPEG/PNG/BMP/GIF bytes (scalar string) -> uint8 [H, W, 3], decoded like PIL.
 
-
-def decode(image_bytes, image_size: int, margin: float = 0.0):
-    """Encoded JPEG/PNG/BMP/GIF bytes (scalar string) -> uint8 [H, W, 3], decoded like PIL."""
+    ``full_size``: no JPEG draft scaling (whole photos, whose faces are cut out later).
+    """
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     draft = draft_size(image_size, margin)
     magic = tf.strings.substr(image_bytes, 0, 4)
 
     def jpeg():
+        if full_size:
+            return tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE")
         shape = tf.io.extract_jpeg_shape(image_bytes)
         # PIL: the largest of 8, 4, 2 that min(width // draft, height // draft) reaches, else 1.
         fits = tf.minimum(shape[0] // draft, shape[1] // draft)
         index = tf.reduce_sum(tf.cast(fits >= tf.constant(_DRAFT_RATIOS[1:]), tf.int32))
         return tf.switch_case(index, [
+            # The same DCT scale as PIL's draft, so the integer trim and resize sizes agree, and
+            # libjpeg's default accurate integer DCT, as PIL uses.
             (lambda r=r: tf.io.decode_jpeg(image_bytes, channels=3, ratio=r,
                                            dct_method="INTEGER_ACCURATE"))
             for r in _DRAFT_RATIOS])
@@ -172,12 +144,13 @@ def frame(images, image_size: int, resize: str = "crop", margin: float = 0.0):
     each side (skipped when nothing would remain), scale so the short side (crop) or the long
     side (pad) is ``image_size``, then cut the overflow evenly or centre it on black.
     """
-    check(image_size, resize, margin)
+    Framing(image_size, resize, margin)  # FramingError naming a bad setting
     # No float copy of the full-size photo: the resize reads uint8 and writes float32.
     if images.dtype not in (tf.uint8, tf.float32):
         images = tf.cast(images, tf.float32)
     shape = tf.shape(images)
     height, width = shape[-3], shape[-2]
+    # tf.round on float64 rounds half to even, as Python's round in images.fit does.
     if margin:
         dy = tf.cast(tf.round(tf.cast(height, tf.float64) * margin), tf.int32)
         dx = tf.cast(tf.round(tf.cast(width, tf.float64) * margin), tf.int32)
@@ -191,6 +164,7 @@ def frame(images, image_size: int, resize: str = "crop", margin: float = 0.0):
     new_w = tf.maximum(1, tf.cast(tf.round(w * scale), tf.int32))
     if resize == "pad":  # rounding must not push the long side past the square
         new_h, new_w = tf.minimum(image_size, new_h), tf.minimum(image_size, new_w)
+    # Keys cubic (a = -0.5) with its support widened by the downscale factor: PIL's BICUBIC.
     resized = tf.image.resize(images, tf.stack([new_h, new_w]), method="bicubic",
                               antialias=True)
     resized = tf.clip_by_value(resized, 0.0, 255.0)  # cubic lobes overshoot at edges
@@ -205,25 +179,18 @@ def frame(images, image_size: int, resize: str = "crop", margin: float = 0.0):
     return tf.ensure_shape(out, [None] * (out.shape.rank - 3) + [image_size, image_size, 3])
 
 
-def decode_and_frame(image_bytes, image_size: int, resize: str = "crop", margin: float = 0.0):
+def decode_and_frame(image_bytes, framing: Framing):
     """One photo's bytes -> float32 [image_size, image_size, 3], framed like its record."""
-    return frame(decode(image_bytes, image_size, margin), image_size, resize, margin)
+    return frame(decode(image_bytes, framing.image_size, framing.margin), framing.image_size,
+                 framing.resize, framing.margin)
 
 
-def record_framing(stats: Stats, data_dir: str = "") -> tuple[str, float]:
-    """(resize, margin) the records in stats.json were framed with (older outputs: defaults)."""
-    resize, margin = stats.resize, stats.margin
-    try:
-        check(stats.image_size or 1, resize, margin)
-    except ValueError as e:
-        raise ValueError(f"stats.json in {data_dir!r}: {e}") from None
-    return resize, margin
-
-
-def read_framing(loaded) -> tuple[str, float]:
-    """(resize, margin) stored in a loaded SavedModel (trainer.export); defaults for older ones."""
-    if not hasattr(loaded, "resize") or not hasattr(loaded, "margin"):
-        return DEFAULT_FRAMING
-    resize = loaded.resize.numpy()
-    return (resize.decode("utf-8") if isinstance(resize, bytes) else str(resize),
-            float(loaded.margin.numpy()))
+def read_framing(loaded) -> Framing:
+    """The framing a loaded SavedModel (trainer.export) serves. Exports older than a stored
+    setting get the one they served with: a centre crop, no margin, the serving limits."""
+    stored = {}
+    for name in ("image_size", "resize", "margin", "max_pixels", "max_aspect_ratio"):
+        if hasattr(loaded, name):
+            value = getattr(loaded, name).numpy()
+            stored[name] = value.decode("utf-8") if isinstance(value, bytes) else value.item()
+    return Framing.from_dict(stored, "the SavedModel's framing variables").served()

@@ -1,15 +1,11 @@
 """Networks only: backbone (with its own input preprocessing inside the graph) + age head.
 
-The model takes float32 images in 0..255, exactly what the input pipeline yields and what the
-export's decode produces, and applies the backbone's own normalisation as its first layers, so
-serving cannot drift from training. Build it inside ``strategy.scope()``.
-
-Heads:
-- ``regression``: one linear unit, output [B, 1] in years (no clamp: a clamp would kill the
-  gradient for out-of-range guesses; export clamps to [0, max_age]).
-- ``dex`` (Rothe et al., DEX): softmax over the integer ages 0..max_age, output [B, K]; the
-  prediction is the expected value ``sum_k k * p_k`` (``expected_age``).
-The output layer always computes in float32 (mixed precision keeps softmax/regression stable).
+The model takes float32 images in 0..255, what the input pipeline yields and the export's decode
+produces, and applies the backbone's own normalisation as its first layers, so serving cannot
+drift from training. Build it inside ``strategy.scope()``. Heads: ``regression``, one linear unit
+in years (not clamped: a clamp would kill the gradient of out-of-range guesses; export clamps);
+``dex`` (Rothe et al.), a softmax over the ages 0..max_age whose expected value is the prediction
+(``expected_age``). The output layer computes in float32, stable under mixed precision.
 """
 
 from __future__ import annotations

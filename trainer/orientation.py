@@ -1,23 +1,12 @@
 """Photo bytes the SavedModel frames as preprocessing framed them, for the project's own clients
-(trainer.predict, deploy.serving). PIL only.
+(trainer.predict, deploy.serving). PIL only: the Vertex AI predict client should not need TF.
 
-Preprocessing applies each photo's EXIF orientation before framing it
-(``imaging.images.decode`` calls ``ImageOps.exif_transpose``), so a phone photo stored
-sideways becomes an upright training record. TensorFlow's decoders ignore EXIF, so the
-SavedModel's ``serving_default`` would frame that same file sideways. The clients therefore hand
-the model a photo that is already upright: files whose EXIF orientation is 1 (or absent) are
-passed on byte for byte (no needless re-encode, and TF still takes the JPEG draft path that
-mirrors preprocessing), others are decoded *with preprocessing's own decode*, so the rotation
-and mirroring are exactly the ones the training records got, and re-encoded as lossless PNG,
-which serving_default decodes without changing a pixel.
-
-``model_bytes`` (trainer.predict, deploy.serving) first does what preprocessing does before
-decoding: the header's declared size is checked against ``contract.limits`` (``check_header``),
-so a few hundred bytes declaring gigapixels (or a 1 x N strip that framing would scale N times)
-cost a header read; formats Pillow reads but serving_default does not (TIFF, WebP, ...) are
-re-encoded as PNG.
-
-No TensorFlow import here: the Vertex AI predict client should not need it.
+Preprocessing applies EXIF orientation before framing; TensorFlow's decoders ignore it, so
+serving_default would frame a sideways-stored phone photo sideways. Clients therefore send a
+photo that is upright already: orientation 1 (or none) passes byte for byte (TF then takes the
+same JPEG draft path), others are decoded with preprocessing's own decode, so they turn exactly as
+the records did, and re-sent as lossless PNG. Formats serving_default does not read are re-encoded
+too, and the header's size is checked against ``contract.limits`` before anything is decoded.
 """
 
 from __future__ import annotations
@@ -29,9 +18,9 @@ import warnings
 from PIL import Image
 
 from contract import limits, reasons
+from contract.framing import EXIF_ORIENTATION
 from imaging import images
 
-EXIF_ORIENTATION = 0x0112
 # preprocessing's --max_pixels default: a larger photo would not have become a record either.
 MAX_PIXELS = limits.MAX_PIXELS
 # What serving_default's decode reads (trainer.framing.decode), as Pillow names the formats.
@@ -79,8 +68,8 @@ def check_header(data: bytes, *, max_pixels: int = MAX_PIXELS,
     problem = limits.size_problem(width, height, max_pixels=max_pixels,
                                   max_aspect_ratio=max_aspect_ratio)
     if problem:
-        raise images.ImageError(reasons.TOO_MANY_PIXELS if problem[0] == limits.PIXELS
-                                else limits.ASPECT, f"refused before decoding: {problem[1]}")
+        raise images.ImageError(images.SIZE_REASONS[problem[0]],
+                                f"refused before decoding: {problem[1]}")
     return kind
 
 
@@ -88,14 +77,11 @@ def model_bytes(data: bytes, draft_size: int | None = None, *, max_pixels: int =
                 max_aspect_ratio: float = limits.MAX_ASPECT_RATIO) -> bytes:
     """Bytes serving_default frames as preprocessing framed this photo, checked before decoding.
 
-    The header alone is read first: a format Pillow cannot read, or a declared size over
-    ``max_pixels`` or ``max_aspect_ratio`` (contract.limits.size_problem), raises
-    ``imaging.images.ImageError`` with a one-line reason and nothing is decoded. Then
-    ``data`` itself when serving_default decodes its format and it needs no reorientation, else
-    the upright image as RGB PNG bytes. ``draft_size`` is the side preprocessing lets PIL's JPEG
-    draft keep (``trainer.framing.draft_size``): passing it decodes at the reduced scale the
-    training records were decoded at, before rotating, so the framed pixels match them. The
-    Vertex client does not know the model's input size and sends full resolution.
+    An unreadable header or one over the limits raises ``imaging.images.ImageError`` (see
+    ``check_header``) with nothing decoded. Returns ``data`` itself when serving_default reads its
+    format and it needs no turning, else the upright image as RGB PNG. ``draft_size``
+    (``Framing.draft_size()``) decodes at the reduced scale the records were decoded at, so the
+    framed pixels match; the Vertex client does not know the model's size and sends full scale.
     """
     kind = check_header(data, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
     if kind in SERVED_FORMATS and exif_orientation(data) == 1:

@@ -1,22 +1,12 @@
 """Precise BatchNorm: moving statistics re-estimated as a true average over training batches.
 
-Why: BatchNorm's moving mean/variance are an exponential moving average taken while the weights
-change. On a short run from scratch they lag the weights, and inference mode (validation, the
-exported model) normalises with statistics the network no longer produces: on the demo
-(MobileNetV3-Small, 64 px, 12 epochs) training-mode validation MAE was 5.1 while inference-mode
-MAE was 17.6, every prediction the same age. Lowering the momentum does not fix it: for this net
-the per-batch statistics are too noisy, so an EMA over the last few batches is still far off
-(momentum 0.9 over 30 batches: MAE 15.4) while a plain average over 20-50 batches brings
-inference MAE to training MAE (5.0-5.5). This is PreciseBN (Wu & Johnson 2021, pycls/Detectron).
-
-How: with the weights fixed, run forward passes in training mode over N batches. During those
-passes every BN layer is switched to momentum 0 (after a batch its moving statistics hold that
-batch's statistics) and to Keras's synchronized moments (the statistics of the GLOBAL batch: sum,
-sum of squares and count are all-reduced over every replica of every worker). The host averages
-the N values and assigns the average, so every replica and every worker ends with identical
-statistics, equal to what one device computes on the same global batches. Both switches are
-plain attributes Keras reads when it traces the call, so they are set before the recalibration
-step is traced and called, and restored before the training step can be traced again.
+BatchNorm's moving averages lag weights that change, so on short runs inference mode normalises
+with statistics the network no longer produces (README: "BatchNorm statistics"); a lower momentum
+does not fix it, as single batches are too noisy. PreciseBN (Wu & Johnson 2021): with the weights
+fixed, forward N batches in training mode with every BN layer at momentum 0 and synchronized
+moments (the GLOBAL batch's statistics, all-reduced over replicas and workers); the host averages
+the N values and assigns them, so every replica ends identical. Both switches are attributes Keras
+reads when tracing, so they are set before the recalibration step is traced and restored after.
 """
 
 from __future__ import annotations

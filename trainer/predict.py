@@ -30,6 +30,7 @@ import numpy as np
 from absl import app, flags
 
 from contract import limits
+from contract.framing import Framing
 
 SAVED_MODEL_SUBDIR = "saved_model"
 PREDICT_SIGNATURE = "predict_images"
@@ -119,7 +120,7 @@ def read_bounded(path: str, max_bytes: int = limits.MAX_READ_BYTES) -> bytes:
     return data
 
 
-def read_images(paths, image_size: int, resize: str = "crop", margin: float = 0.0):
+def read_images(paths, framing: Framing):
     """(framed float32 [N, S, S, 3], readable paths, {path: one-line reason}) for files.
 
     Memory stays bounded whatever a file holds: a bounded read, then the header's declared size
@@ -127,11 +128,11 @@ def read_images(paths, image_size: int, resize: str = "crop", margin: float = 0.
     """
     import tensorflow as tf
 
-    from trainer.framing import decode_and_frame, draft_size
+    from trainer.framing import decode_and_frame
     from trainer.orientation import model_bytes
 
     images, ok, errors = [], [], {}
-    draft = draft_size(image_size, margin)
+    draft, size = framing.draft_size(), framing.image_size
     for path in paths:
         data = _read(path, errors)
         if data is None:
@@ -139,14 +140,13 @@ def read_images(paths, image_size: int, resize: str = "crop", margin: float = 0.
         try:
             # Upright first (TF ignores EXIF; preprocessing applied it), then the very
             # framing serving_default traces: sideways phone photos predict as they trained.
-            images.append(decode_and_frame(model_bytes(data, draft), image_size, resize,
-                                           margin).numpy())
+            images.append(decode_and_frame(model_bytes(data, draft), framing).numpy())
             ok.append(path)
         except tf.errors.OpError:  # the header was fine: the pixel data is not
             errors[path] = "the image data could not be decoded (truncated or corrupt file)"
         except (OSError, ValueError) as e:
             errors[path] = _one_line(e)
-    stacked = np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.float32)
+    stacked = np.stack(images) if images else np.zeros((0, size, size, 3), np.float32)
     return stacked, ok, errors
 
 
@@ -189,8 +189,7 @@ def predict_photos(loaded, paths, mode: str, tta_flip: bool = False, batch_size:
     from trainer.framing import decode_and_frame, read_framing
 
     photos.check_mode(mode)
-    resize, margin = read_framing(loaded)
-    size = int(loaded.image_size.numpy())
+    served = read_framing(loaded)
     rows, errors, no_face, written = [], {}, [], set()
     for path in paths:
         data = _read(path, errors)
@@ -206,7 +205,7 @@ def predict_photos(loaded, paths, mode: str, tta_flip: bool = False, batch_size:
             no_face.append(path)
             continue
         # One photo at a time: memory holds one photo and its faces, however many photos.
-        framed = np.stack([decode_and_frame(photos.png_bytes(crop), size, resize, margin).numpy()
+        framed = np.stack([decode_and_frame(photos.png_bytes(crop), served).numpy()
                            for _, crop in crops])
         ages = predict_ages(loaded, framed, tta_flip, batch_size)
         found = [face for face, _ in crops]
@@ -246,8 +245,7 @@ def main(argv):
             raise app.UsageError("--annotate needs --face=detect or --face=align")
         from trainer.framing import read_framing
 
-        resize, margin = read_framing(loaded)
-        images, ok, errors = read_images(paths, int(loaded.image_size.numpy()), resize, margin)
+        images, ok, errors = read_images(paths, read_framing(loaded))
         ages = predict_ages(loaded, images, f.tta_flip, f.predict_batch_size)
         rows = [{"file": p, "age": round(float(a), 2)} for p, a in zip(ok, ages, strict=True)]
         no_face = []

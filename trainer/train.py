@@ -1,21 +1,12 @@
 """Train, evaluate and export: ``run(config)`` is the whole job, and what the tests call.
 
-Order (each a function below): strategy -> plan (derived numbers, validated up front) -> data ->
-model -> fit, in two stages -> restore the best weights -> evaluate on validation -> export.
-
-Two-stage fine-tuning: the first ``freeze_epochs`` train only the head, with the backbone frozen
-and its BatchNorm in inference mode, at ``head_learning_rate``; the rest train the unfrozen part
-at ``fine_tune_learning_rate``. Each stage is one ``fit()`` with its own optimizer and warm-up +
-cosine schedule, and its own ``BackupAndRestore`` directory: after SIGTERM, the same command
-restores the last finished epoch of whichever stage was running (a finished stage is restored,
-not re-run, also when the job stops during the final evaluation or export) and loses at most the
-current epoch. The backups are removed only when the job has written everything, so the next run
-of the command starts fresh, and forgets the finished run's best weights.
-
-Precise BN (``--bn_recalibration_batches``): after each epoch's training and before its
-validation, the moving statistics of the BatchNorm layers that trained are re-estimated as the
-average over un-augmented training batches (``trainer.precise_bn``), so every val_mae, the best
-checkpoint, metrics.json and the export use statistics that match the weights.
+Order: strategy -> plan (validated up front) -> data -> model -> fit, in two stages -> restore the
+best weights -> evaluate on validation -> export. Stage one (``freeze_epochs``) trains the head
+with the backbone frozen; stage two the unfrozen part. Each stage is one ``fit()`` with its own
+optimizer, schedule and ``BackupAndRestore`` directory: after SIGTERM the same command resumes the
+running stage's last finished epoch (a finished stage is restored, not re-run); the backups go
+only once everything is written. Precise BN (``trainer.precise_bn``) re-estimates BatchNorm
+statistics after each epoch's training, so val_mae, the best checkpoint and the export match.
 """
 
 from __future__ import annotations
@@ -31,9 +22,10 @@ import tensorflow as tf
 
 from contract import files
 from contract import stats as stats_file
+from contract.framing import Framing, image_size_problem
 from contract.stats import SplitStats, Stats
 from trainer import callbacks as cb
-from trainer import data, distribution, framing, losses, schedule, weighting
+from trainer import data, distribution, losses, schedule, weighting
 from trainer import model as model_lib
 from trainer.augment import AugmentConfig
 from trainer.config import Config, with_dirs
@@ -46,10 +38,8 @@ _POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16
 class Plan:
     """Numbers derived from config, data stats and strategy; logged before training."""
 
-    image_size: int
-    resize: str                  # how preprocessing framed the records (stats.json): the
-    margin: float                # export frames served photos alike
-    max_age: int
+    framing: Framing             # the records' (stats.json) at the model's input size: the
+    max_age: int                 # export frames served photos alike
     extra_columns: tuple
     train_count: int
     val_count: int
@@ -64,14 +54,18 @@ class Plan:
     mean_age: float              # of the train split: the regression head's initial bias
 
     @property
+    def image_size(self) -> int:
+        return self.framing.image_size
+
+    @property
     def val_loss_scale(self) -> float:
         """Keras averages the validation loss over padded batches; this undoes the padding."""
         return self.val_steps * self.global_batch / self.val_count
 
     def describe(self) -> str:
-        return (f"image {self.image_size}px ({self.resize}, margin {self.margin:g}), "
-                f"max_age {self.max_age}; train {self.train_count} / "
-                f"validation {self.val_count} examples; global batch {self.global_batch} = "
+        return (f"image {self.framing.describe()}, max_age {self.max_age}; "
+                f"train {self.train_count} / validation {self.val_count} examples; "
+                f"global batch {self.global_batch} = "
                 f"{self.num_replicas} replica(s) x {self.per_replica_batch} on "
                 f"{self.num_workers} worker(s); {self.steps_per_epoch} steps/epoch "
                 f"({self.steps_per_epoch * self.global_batch} images, "
@@ -96,10 +90,12 @@ def make_plan(config: Config, stats: Stats, num_replicas: int, num_workers: int 
         raise ValueError(f"--batch_size={config.batch_size}: larger than the {train_count} "
                          "training examples (lower it or set --steps_per_epoch)")
     image_size = config.image_size or stats.image_size
-    if image_size < 32:
-        raise ValueError(f"--image_size={config.image_size}: stats.json has no usable "
-                         "image_size; set --image_size")
-    resize, margin = framing.record_framing(stats, config.data_dir)
+    if image_size_problem(image_size):
+        raise ValueError(f"--image_size={config.image_size}: stats.json's image_size "
+                         f"{stats.image_size} is not usable ({image_size_problem(image_size)}); "
+                         "set --image_size")
+    record_framing = Framing.from_stats(stats, image_size=image_size,
+                                        source=f"stats.json in {config.data_dir!r}")
     max_age = config.max_age or int(stats.max_age) or 100
     histogram = list(train.age_histogram) or [1] * (max_age + 1)
     histogram = (list(histogram) + [0] * (max_age + 1))[:max(len(histogram), max_age + 1)]
@@ -119,7 +115,7 @@ def make_plan(config: Config, stats: Stats, num_replicas: int, num_workers: int 
     # More than one pass over train would only repeat batches; a tiny split still gets one.
     recalibration = min(config.bn_recalibration_batches,
                         max(1, train_count // config.batch_size))
-    return Plan(image_size=image_size, resize=resize, margin=margin, max_age=max_age,
+    return Plan(framing=record_framing, max_age=max_age,
                 extra_columns=stats.extra_columns, train_count=train_count,
                 val_count=val_count, num_replicas=num_replicas, num_workers=num_workers,
                 global_batch=config.batch_size,
@@ -187,8 +183,8 @@ def pad_to_steps(ds: tf.data.Dataset, image_size: int, batch_size: int,
 
     Every worker then runs the same number of validation steps. Finite on purpose: Keras makes a
     new iterator for each validation pass and drops the previous one at the next; an endless
-    padded stream kept that iterator's prefetch running, and dropping it took 17 s in 3 of 4
-    epochs (bench.train_throughput, 100-step epochs).
+    padded stream kept that iterator's prefetch running, and dropping it stalled most epochs
+    for many seconds (bench.train_throughput shows it).
     """
     pad = tf.data.Dataset.from_tensors(
         (tf.zeros([image_size, image_size, 3]), tf.constant(losses.PAD_AGE), tf.constant(0.0)))
@@ -330,15 +326,14 @@ def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
         metrics = evaluate(model, val_ds, plan, strategy)
         metrics["best_epoch"] = cb.read_best(dirs.checkpoint_dir)["epoch"]
         metrics["epochs"] = config.epochs
-        metrics["resize"], metrics["margin"] = plan.resize, plan.margin  # the served framing
+        metrics.update(plan.framing.served().to_dict())  # what the SavedModel serves
         logging.info("validation: %s", metrics)
         files.write_text(dirs.model_dir + "/metrics.json", json.dumps(metrics, indent=2) + "\n")
         if config.export:
             from trainer import export  # only needed at the end
-            export.export_saved_model(model, dirs.model_dir + "/saved_model", plan.image_size,
-                                      config.head, plan.max_age, resize=plan.resize,
-                                      margin=plan.margin,
-                                      size_limits=export.serving_limits(stats))
+            export.export_saved_model(model, dirs.model_dir + "/saved_model", plan.framing,
+                                      config.head, plan.max_age,
+                                      photo_face=config.photo_signature)
         _remove_backups(dirs)
         return metrics
     finally:

@@ -1,18 +1,11 @@
 """Per-age sample weights against label imbalance, from the train split's age histogram.
 
-Pure numpy. The result is a table indexed by floor(age) (what ``data.build_dataset`` takes as
-``age_weights``):
-
-- ``none``: all ones.
-- ``inverse_frequency``: 1 / count(age).
-- ``lds``: label-distribution smoothing (Yang et al. 2021, "Delving into Deep Imbalanced
-  Regression"): convolve the histogram with a Gaussian kernel first, so that an age with few
-  examples but well-populated neighbours is not treated as rare (ages are continuous; a 31-year
-  old face is informative about 30), then invert.
-
-Then clip, so that the rarest age weighs at most ``max_ratio`` times the commonest (a handful of
-90-year-olds must not dominate the gradient), and normalise so the mean weight over the TRAINING
-EXAMPLES is 1: the loss keeps its scale and the learning rate its meaning.
+Pure numpy; a table indexed by floor(age) (``data.build_dataset``'s ``age_weights``). ``none``:
+ones. ``inverse_frequency``: 1 / count(age). ``lds``: label-distribution smoothing (Yang et al.
+2021): the histogram is smoothed with a Gaussian first, so a rare age with populated neighbours
+is not treated as rare (a 31-year-old face informs about 30), then inverted. Weights are clipped
+to ``max_ratio`` times the commonest age's (a few 90-year-olds must not dominate the gradient) and
+normalised to mean 1 over the training examples, so the loss keeps its scale.
 """
 
 from __future__ import annotations
