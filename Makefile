@@ -8,7 +8,7 @@ UTKFACE ?= ../shared/data/utkface
 
 .PHONY: venv demo test test-fast lint bench bench-preprocess bench-input bench-train bench-export \
 	bench-quality bench-faults bench-scaling bench-serving-memory bench-photo-accuracy \
-	demo-photos check-serving clean
+	bench-face-preprocess bench-edge demo-photos check-serving clean
 
 venv: $(STAMP)
 
@@ -52,6 +52,9 @@ bench-faults: $(STAMP)
 bench-scaling: $(STAMP)
 	$(PY) -m bench.preprocess_scaling
 
+bench-face-preprocess: $(STAMP)
+	$(PY) -m bench.face_preprocess --data_dir=$(UTKFACE) --num_scenes=300
+
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data_dir=$(UTKFACE)
 
@@ -64,6 +67,11 @@ bench-photo-accuracy: $(STAMP)
 
 demo-photos: $(STAMP)
 	DEMO_DIR=$(DEMO_DIR) DEMO_MODEL=$(DEMO_MODEL) PY=$(PY) bash scripts/demo_photos.sh
+
+# The TFLite models (none/float16/int8) beside the SavedModel: validation MAE and latency.
+EDGE_MODEL ?= $(DEMO_DIR)/model
+bench-edge: $(STAMP)
+	$(PY) -m bench.edge_model --model=$(EDGE_MODEL)
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache *.egg-info

@@ -23,6 +23,10 @@ RESIZE_MODES = ("crop", "pad")  # crop: fill the square, cut the overflow; pad: 
 # What preprocessing did before stats.json recorded its framing, and what a SavedModel exported
 # before it stored the framing does: a centre crop with no margin.
 DEFAULT_RESIZE, DEFAULT_MARGIN = "crop", 0.0
+# Where the crop comes from: none = the photo is the face crop; detect = the detector's box;
+# align = eyes levelled and scaled by a face measure (imaging.faces). Then the framing above.
+FACE_MODES = ("none", "detect", "align")
+MULTI_FACE_POLICIES = ("largest", "reject")  # several faces in one photo: keep the largest, or not
 
 # The --image_size every stage accepts (preprocessing, the synthetic generator, the trainer).
 # 32: the smallest input the Keras application backbones build (MobileNetV3, ResNet50 and

@@ -17,7 +17,9 @@ BAD_AGE = "bad_age"  # non-numeric, negative, NaN or above the maximum age
 BAD_ROW = "bad_row"  # a label row (or file name) that could not be understood
 DUPLICATE_FILE_NAME = "duplicate_file_name"  # the same file named twice in the labels
 DUPLICATE_CONFLICT = "duplicate_conflict"  # identical image bytes carrying different labels
+NO_FACE = "no_face"  # --face=detect|align found no face in the photo
+MULTI_FACE = "multi_face"  # several faces under --multi_face=reject
 
 ALL = (MISSING_FILE, EMPTY_FILE, UNREADABLE_IMAGE, OUTSIDE_IMAGES_ROOT, NOT_A_REGULAR_FILE,
        FILE_TOO_LARGE, TRUNCATED_IMAGE, TOO_MANY_PIXELS, EXTREME_ASPECT_RATIO, ZERO_SIZE_IMAGE,
-       BAD_AGE, BAD_ROW, DUPLICATE_FILE_NAME, DUPLICATE_CONFLICT)
+       BAD_AGE, BAD_ROW, DUPLICATE_FILE_NAME, DUPLICATE_CONFLICT, NO_FACE, MULTI_FACE)

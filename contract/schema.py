@@ -13,6 +13,7 @@ its metadata (``extra_columns`` in stats.json) so the reader knows which keys to
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,12 +31,20 @@ ID = "id"
 BLUR = "quality/blur"
 BRIGHTNESS = "quality/brightness"
 EXTRA_PREFIX = "extra/"
+# The face a --face=detect|align record was cut from, in the photo's pixels after EXIF
+# orientation: box x1,y1,x2,y2, landmarks x,y per imaging.faces.LANDMARKS, the detector's score.
+# Written only by those runs (stats.json "faces" says so), so --face=none records are unchanged.
+FACE_BOX = "face/box"
+FACE_LANDMARKS = "face/landmarks"
+FACE_SCORE = "face/score"
 
 # Label column names an extra column may not take: the trainer hands extras to evaluation next
 # to the record's metadata (trainer.data: id, filename, blur, brightness), and predictions.csv
-# puts them beside its own columns (id, file, true_age, predicted_age, blur, brightness).
-# Preprocessing refuses them before any image is read, rather than the trainer after hours.
-RESERVED_COLUMNS = ("blur", "brightness", "file", "filename", "id", "predicted_age", "true_age")
+# puts them beside its own columns (id, file, true_age, predicted_age, blur, brightness and,
+# for records with faces, face_score). Preprocessing refuses them before any image is read,
+# rather than the trainer after hours.
+RESERVED_COLUMNS = ("blur", "brightness", "face_score", "file", "filename", "id",
+                    "predicted_age", "true_age")
 
 SPLITS = ("train", "validation", "test")
 # Shards are OUT/{split}-00000-of-00004; TFDS is told the same template in its metadata.
@@ -50,6 +59,9 @@ _KIND = {IMAGE: "bytes", HEIGHT: "int64", WIDTH: "int64", ORIGINAL_HEIGHT: "int6
          ORIGINAL_WIDTH: "int64", FILENAME: "bytes", AGE: "float", ID: "bytes", BLUR: "float",
          BRIGHTNESS: "float"}
 CORE_KEYS = tuple(_KIND)
+# The optional face keys: all floats, by shape (the Example holds them flattened).
+_FACE_SHAPE = {FACE_BOX: (4,), FACE_LANDMARKS: (5, 2), FACE_SCORE: ()}
+FACE_KEYS = tuple(_FACE_SHAPE)
 
 
 def extra_key(name: str) -> str:
@@ -77,6 +89,7 @@ def encode(record: Mapping[str, Any], extra_columns: Sequence[str] = ()) -> byte
             feature[key] = (INT64, [int(value)])
         else:
             feature[key] = (FLOAT, [float(value)])
+    feature.update(_face_features(record))
     extras = record.get("extra", {}) or {}
     for name in extra_columns:
         text = "" if extras.get(name) is None else str(extras[name])
@@ -85,18 +98,48 @@ def encode(record: Mapping[str, Any], extra_columns: Sequence[str] = ()) -> byte
     return serialize_example(feature)
 
 
-def feature_spec(extra_columns: Sequence[str] = ()) -> dict:
-    """The ``tf.io.parse_example`` spec for records written by ``encode``."""
+def _face_features(record: Mapping[str, Any]) -> dict:
+    """The face keys of a record that has them (all three, or none)."""
+    from contract.example_proto import FLOAT
+
+    present = [key for key in FACE_KEYS if record.get(key) is not None]
+    if not present:
+        return {}
+    if len(present) != len(FACE_KEYS):
+        raise KeyError(f"record for {record.get(FILENAME, '?')!r} has {present} but not all of "
+                       f"{list(FACE_KEYS)}")
+    out = {}
+    for key, shape in _FACE_SHAPE.items():
+        values = [float(v) for v in _flat(record[key])]
+        if len(values) != math.prod(shape):
+            raise ValueError(f"record for {record.get(FILENAME, '?')!r}: {key} holds "
+                             f"{len(values)} numbers, expected shape {list(shape)}")
+        out[key] = (FLOAT, values)
+    return out
+
+
+def _flat(value) -> list:
+    if isinstance(value, (list, tuple)):
+        return [v for item in value for v in _flat(item)]
+    return [value]
+
+
+def feature_spec(extra_columns: Sequence[str] = (), faces: bool = False) -> dict:
+    """The ``tf.io.parse_example`` spec for records written by ``encode``; ``faces`` adds the
+    face keys (records of a --face=detect|align run: stats.json's ``faces``)."""
     import tensorflow as tf
 
     dtypes = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}
     spec = {key: tf.io.FixedLenFeature([], dtypes[kind]) for key, kind in _KIND.items()}
+    if faces:
+        spec.update({key: tf.io.FixedLenFeature(list(shape), tf.float32)
+                     for key, shape in _FACE_SHAPE.items()})
     for name in extra_columns:
         spec[extra_key(name)] = tf.io.FixedLenFeature([], tf.string, default_value="")
     return spec
 
 
-def parse(serialized, extra_columns: Sequence[str] = ()) -> dict:
+def parse(serialized, extra_columns: Sequence[str] = (), faces: bool = False) -> dict:
     """Parses a scalar or a batch of serialised Examples into a flat dict of tensors.
 
     The image stays encoded: decoding belongs to the input pipeline, after shuffling and
@@ -104,7 +147,7 @@ def parse(serialized, extra_columns: Sequence[str] = ()) -> dict:
     """
     import tensorflow as tf
 
-    spec = feature_spec(extra_columns)
+    spec = feature_spec(extra_columns, faces)
     if serialized.shape.rank == 0:
         return tf.io.parse_single_example(serialized, spec)
     return tf.io.parse_example(serialized, spec)
@@ -117,7 +160,7 @@ _TFDS_CLASS = "tensorflow_datasets.core.features."
 _TFDS_DTYPE = {"int64": "int64", "float": "float32"}
 
 
-def _tfds_leaf(key: str, kind: str, image_size: int) -> dict:
+def _tfds_leaf(key: str, kind: str, image_size: int, shape: tuple = ()) -> dict:
     if key == IMAGE:  # the one bytes feature that is not text: TFDS decodes it to uint8 pixels
         return {"pythonClassName": _TFDS_CLASS + "image_feature.Image",
                 "image": {"shape": {"dimensions": [str(image_size), str(image_size), "3"]},
@@ -125,7 +168,8 @@ def _tfds_leaf(key: str, kind: str, image_size: int) -> dict:
     if kind == "bytes":
         return {"pythonClassName": _TFDS_CLASS + "text_feature.Text", "text": {}}
     return {"pythonClassName": _TFDS_CLASS + "tensor_feature.Tensor",
-            "tensor": {"shape": {}, "dtype": _TFDS_DTYPE[kind], "encoding": "none"}}
+            "tensor": {"shape": {"dimensions": [str(n) for n in shape]} if shape else {},
+                       "dtype": _TFDS_DTYPE[kind], "encoding": "none"}}
 
 
 def _tfds_features_dict(features: dict) -> dict:
@@ -133,9 +177,13 @@ def _tfds_features_dict(features: dict) -> dict:
             "featuresDict": {"features": features}}
 
 
-def tfds_features_json(image_size: int, extra_columns: Sequence[str] = ()) -> dict:
+def tfds_features_json(image_size: int, extra_columns: Sequence[str] = (),
+                       faces: bool = False) -> dict:
     """features.json for these records: a TFDS FeaturesDict, nested at the first "/" of a key."""
     leaves = {key: _tfds_leaf(key, kind, image_size) for key, kind in _KIND.items()}
+    if faces:
+        leaves.update({key: _tfds_leaf(key, "float", image_size, shape)
+                       for key, shape in _FACE_SHAPE.items()})
     leaves.update({extra_key(name): _tfds_leaf(extra_key(name), "bytes", image_size)
                    for name in extra_columns})
     # One level of nesting, at the first '/': an extra column named "a/b" stays one feature

@@ -15,7 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from contract import files, limits
-from contract.framing import DEFAULT_MARGIN, DEFAULT_RESIZE, margin_problem
+from contract.framing import (
+    DEFAULT_MARGIN,
+    DEFAULT_RESIZE,
+    FACE_MODES,
+    MULTI_FACE_POLICIES,
+    margin_problem,
+)
 
 FILE = "stats.json"
 VERSION = 1  # bump when a field changes meaning; files without "version" are version 1
@@ -31,6 +37,16 @@ class SplitStats:
     age_histogram: tuple[int, ...] = ()  # counts of floor(age) for 0..max_age
     mean_age: float | None = None  # exact mean of the ages written; None when empty
     shards: Mapping[str, int] | None = None  # file name -> bytes, when recorded
+
+
+@dataclass(frozen=True)
+class FaceStats:
+    """How faces were found (--face, --multi_face) and the photos that policy decided about."""
+    mode: str  # detect | align (a --face=none run records no FaceStats)
+    multi_face: str  # largest | reject
+    no_face: int = 0  # photos rejected without a face (also in rejects)
+    multi_face_kept: int = 0  # photos with several faces whose largest face was written
+    multi_face_rejected: int = 0  # photos with several faces rejected (also in rejects)
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,9 @@ class Stats:
     tfds_metadata: str | None = None
     shards: Mapping[str, int] | None = None  # file name -> bytes, for every split
     subset_of: Mapping | None = None  # experiments.subset_data's source
+    # None: the records are the photos themselves (--face=none, or written before faces were
+    # found). Added without a version bump: a reader that ignores it reads valid face crops.
+    faces: FaceStats | None = None
 
     def split(self, name: str) -> SplitStats | None:
         return self.splits.get(name)
@@ -160,6 +179,21 @@ def _split(value, source: str, name: str) -> SplitStats:
         shards=f.table("shards", int, None))
 
 
+def _faces(value, source: str) -> FaceStats | None:
+    if value is None:
+        return None
+    f = _Fields(value, source, "faces")
+    mode = f.get("mode", str, None, required=True)
+    if mode not in FACE_MODES[1:]:
+        f.fail("mode", f"is {mode!r}: expected one of {', '.join(FACE_MODES[1:])}")
+    policy = f.get("multi_face", str, None, required=True)
+    if policy not in MULTI_FACE_POLICIES:
+        f.fail("multi_face", f"is {policy!r}: expected one of {', '.join(MULTI_FACE_POLICIES)}")
+    return FaceStats(mode=mode, multi_face=policy, **{
+        key: f.get(key, int, 0, minimum=0)
+        for key in ("no_face", "multi_face_kept", "multi_face_rejected")})
+
+
 def _parse(value, source: str) -> Stats:
     f = _Fields(value, source)
     version = f.get("version", int, VERSION, minimum=1)
@@ -192,4 +226,5 @@ def _parse(value, source: str) -> Stats:
         id=f.get("id", str, None),
         tfds_metadata=f.get("tfds_metadata", str, None),
         shards=f.table("shards", int, None),
-        subset_of=f.get("subset_of", dict, None))
+        subset_of=f.get("subset_of", dict, None),
+        faces=_faces(value.get("faces"), source))

@@ -48,7 +48,7 @@ def validate(argv: Sequence[str], cwd: str | Path = ".") -> None:
     job_flags = trainer_args.parse(argv, what="preprocessing.run")
     options.validate_pipeline_options(
         PipelineOptions(list(argv)), {name: job_flags.get(name) for name in options.DATA_FLAGS},
-        cwd)
+        cwd, face=job_flags.get("face", "none"))
 
 
 def command(project: str, region: str, bucket: str, labels: str, images: str, output_dir: str,
@@ -63,7 +63,7 @@ def command(project: str, region: str, bucket: str, labels: str, images: str, ou
         f"--staging_location={cloud.join(bucket, 'dataflow', 'staging')}",
         # Our code reaches the workers as an sdist of setup.py, installed without extras: its
         # base requirements are exactly what the job imports (Beam, Pillow, NumPy, crc32c,
-        # absl; tested), no TensorFlow, Keras or TFDS.
+        # absl; tested), no TensorFlow, Keras or TFDS (--face adds them: face_requirements).
         "--setup_file=./setup.py",
         f"--labels={labels}", f"--images={images}", f"--output_dir={output_dir}",
     ]
@@ -72,11 +72,29 @@ def command(project: str, region: str, bucket: str, labels: str, images: str, ou
     if worker_machine_type:
         argv.append(f"--worker_machine_type={worker_machine_type}")
     argv += list(extra)
+    argv += face_requirements(extra)
     for name, value in (("labels", labels), ("images", images), ("output_dir", output_dir)):
         if not value:  # else the argv would carry the text "None"
             raise ValueError(f"--{name} is required (a gs:// URI)")
     validate(argv, cwd=REPO_ROOT)
     return [python, "-m", "preprocessing.run", *argv]
+
+
+def face_requirements(extra: Sequence[str]) -> list[str]:
+    """The flags that install the detector on the workers when ``extra`` asks for --face.
+
+    The setup.py sdist is installed without extras: --face=detect|align also needs the [faces]
+    extra and TensorFlow, listed in options.FACES_REQUIREMENTS. The cache is skipped so the
+    launcher does not download and stage TensorFlow's wheel itself: workers pip-install the
+    file's packages at start-up. A user's own --requirements_file is kept (and checked).
+    """
+    job_flags = trainer_args.parse(extra, what="preprocessing.run")
+    if job_flags.get("face", "none") == "none" or "requirements_file" in job_flags:
+        return []
+    flags_ = [f"--requirements_file={options.FACES_REQUIREMENTS}"]
+    if "requirements_cache" not in job_flags:
+        flags_.append("--requirements_cache=skip")
+    return flags_
 
 
 def main(argv: list[str]) -> None:

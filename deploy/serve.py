@@ -10,9 +10,10 @@ r"""Serve the exported SavedModel from Vertex AI: upload, deploy to an endpoint,
 (unless --endpoint names one) and deploys the model there with all the traffic. ``predict`` sends
 each image as {"image_bytes": {"b64": ...}} and prints ``file,age`` CSV (trainer.predict's
 columns and limits, deploy.serving); with ``--face`` the detector runs here and each face crop
-is sent, printed as ``file,face,x0,y0,x1,y1,score,age``; ``--face=model`` sends whole photos to
-the model's ``predict_photo`` signature instead (a raw predict naming it, deploy.serving), for
-a model exported with ``--photo_signature``. ``--dry_run`` prints
+is sent, printed as ``file,face,x0,y0,x1,y1,score,age``. Dex models add an ``age_std`` column
+(the std of the face's age distribution). ``--face=model`` sends whole photos to the model's
+``predict_photo`` signature instead (a raw predict naming it, deploy.serving), for a model
+exported with ``--photo_signature``. ``--dry_run`` prints
 every request as JSON instead (model and endpoint IDs are chosen up front, so the printed
 requests are complete).
 """
@@ -159,9 +160,9 @@ def _predict_each(endpoint, images, dry_run) -> list[dict]:
             continue
         predictions = json_format.MessageToDict(type(response).pb(response))["predictions"]
         for key, prediction in zip(keys, predictions, strict=True):
-            age = serving.age_of(prediction)
-            rows.append({"file": key, "age": round(age, 2)} if isinstance(key, str) else
-                        photos.face_row(key[0], key[1], key[2], age))
+            age, std = serving.age_of(prediction), serving.std_of(prediction)
+            rows.append(photos.image_row(key, age, std) if isinstance(key, str) else
+                        photos.face_row(key[0], key[1], key[2], age, std))
     return rows
 
 

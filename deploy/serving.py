@@ -315,8 +315,20 @@ def age_of(prediction) -> float:
         if "age" not in value:
             raise ValueError(f"prediction {prediction!r} has no 'age' output")
         value = value["age"]
+    return _number(value, f"prediction {prediction!r} is not an age")
+
+
+def std_of(prediction) -> float | None:
+    """A prediction's ``age_std`` (dex models: the std of the age distribution), else None."""
+    if not isinstance(prediction, dict) or prediction.get("age_std") is None:
+        return None
+    return _number(prediction["age_std"], f"prediction {prediction!r}: age_std is not a number")
+
+
+def _number(value, error: str) -> float:
+    """A bare number or a one-element list of one (TF Serving's row format) as a float."""
     if isinstance(value, list | tuple) and len(value) == 1:
         value = value[0]
     if not isinstance(value, int | float):
-        raise ValueError(f"prediction {prediction!r} is not an age")
+        raise ValueError(error)
     return float(value)

@@ -16,8 +16,9 @@ import math
 import numpy as np
 from PIL import Image
 
+from contract.framing import MULTI_FACE_POLICIES
+
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # left: as seen
-MULTI_FACE_POLICIES = ("largest", "reject")
 MEASURES = ("eye_mouth", "box")
 # The aligned crop, as fractions of its side (UTKFace's aligned crops, see preprocessing.scenes).
 EYE_LINE_Y = 0.29
@@ -126,6 +127,13 @@ def alignment_matrix(face: Face, size: int, measure: str = "eye_mouth") -> np.nd
 def transform_points(matrix: np.ndarray, points) -> np.ndarray:
     pts = np.asarray(points, np.float64).reshape(-1, 2)
     return pts @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+def crop_box(image: np.ndarray, face: Face) -> np.ndarray:
+    """The face's box, rounded outwards; what lies past the photo's edge is black."""
+    x0, y0, x1, y1 = face.box
+    box = (int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
+    return np.asarray(Image.fromarray(np.asarray(image, np.uint8)).crop(box))
 
 
 def align(image: np.ndarray, face: Face, size: int = 224, measure: str = "eye_mouth"):

@@ -173,8 +173,13 @@ def process(data: bytes, config: ImageConfig) -> ProcessedImage:
     # The pixel guard needs the header size, so read it from the undrafted open inside decode.
     image = decode(data, framing.max_pixels, draft_size=framing.draft_size(),
                    max_aspect_ratio=framing.max_aspect_ratio)
-    original = _original_size(data, image)
-    rgb = to_rgb(image)
+    return frame(to_rgb(image), config, _original_size(data, image))
+
+
+def frame(rgb: Image.Image, config: ImageConfig, original: tuple[int, int]) -> ProcessedImage:
+    """An RGB face crop -> its framed square, encoded and measured; ``original`` is the
+    (width, height) of the photo it came from, as displayed."""
+    framing = config.framing
     square = fit(rgb, framing.image_size, framing.resize, framing.margin)
     grey = np.asarray(square.convert("L"))
     return ProcessedImage(

@@ -36,6 +36,7 @@ class Entry(NamedTuple):
     age: float
     blur: float
     length: int  # bytes of its TFRecord frame
+    faces_found: int = 0  # faces the detector found in its photo (--face); 0 without a search
 
 
 class Part(NamedTuple):

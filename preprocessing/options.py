@@ -17,12 +17,22 @@ import re
 from dataclasses import dataclass
 
 from contract import files, limits, schema
-from contract.framing import RESIZE_MODES, Framing, FramingError, image_size_problem
+from contract.framing import (
+    FACE_MODES,
+    MULTI_FACE_POLICIES,
+    RESIZE_MODES,
+    Framing,
+    FramingError,
+    image_size_problem,
+)
 from imaging.images import ImageConfig
 from preprocessing import labels
 
 # The job's flags that name data: Dataflow workers must reach them, so they must be gs://.
 DATA_FLAGS = ("labels", "images", "output_dir")
+# What Dataflow workers install for --face=detect|align (setup.py's [faces] extra and
+# TensorFlow; tests/test_deploy_dataflow.py pins it to setup.py). Relative to the repository.
+FACES_REQUIREMENTS = "requirements-faces.txt"
 _JOB_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")  # Dataflow's job name rule
 
 
@@ -45,6 +55,8 @@ class JobConfig:
     # The labels' extra columns in header order: set by ``parse`` from the one read of the
     # label headers that ``validate`` does, so the job does not read them again.
     extra_columns: tuple = ()
+    face: str = "none"  # none: each photo is the face crop; detect | align: find it (face_stage)
+    multi_face: str = "largest"  # with several faces: keep the largest, or reject the photo
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
                         "one group never lands in two splits")
     p.add_argument("--num_shards", type=int, default=0,
                    help="shards per split; 0 = automatic, about 128 MB each")
+    p.add_argument("--face", default="none",
+                   help="none: each image is a face crop already; detect: crop the face the "
+                        "detector finds; align: rotate its eyes level and scale it by the "
+                        "eye-to-mouth distance first. Then --margin and --resize frame it. "
+                        "Needs the [faces] extra (and TensorFlow)")
+    p.add_argument("--multi_face", default=None,
+                   help="with --face, a photo with several faces: largest (default) keeps the "
+                        "largest face, reject makes it a dead letter multi_face")
     return p
 
 
@@ -103,11 +123,18 @@ def parse(argv: list[str] | None) -> tuple[JobConfig, object]:
         group_by=known.group_by,
         num_shards=known.num_shards,
         max_file_bytes=known.max_file_bytes,
+        face=known.face,
+        multi_face=known.multi_face or "largest",
     )
+    if known.multi_face is not None and known.face == "none":
+        raise OptionsError(f"--multi_face={known.multi_face}: only used with --face=detect or "
+                           "--face=align")
     # Cheap checks first, no IO.
     validate_pipeline_options(pipeline_options, {name: getattr(config, name)
-                                                 for name in DATA_FLAGS})
-    return dataclasses.replace(config, extra_columns=tuple(validate(config))), pipeline_options
+                                                 for name in DATA_FLAGS}, face=config.face)
+    config = dataclasses.replace(config, extra_columns=tuple(validate(config)))
+    _check_face_support(config, pipeline_options)
+    return config, pipeline_options
 
 
 def _framing(known: argparse.Namespace) -> Framing:
@@ -116,6 +143,22 @@ def _framing(known: argparse.Namespace) -> Framing:
                        max_pixels=known.max_pixels, max_aspect_ratio=known.max_aspect_ratio)
     except FramingError as e:
         raise OptionsError(f"--{e}") from None  # the message starts with the field's name
+
+
+def _check_face_support(config: JobConfig, pipeline_options) -> None:
+    """A local run with --face needs the detector here; Dataflow's workers get it from
+    FACES_REQUIREMENTS (validate_pipeline_options)."""
+    import importlib.util
+
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = pipeline_options.view_as(StandardOptions).runner or "DirectRunner"
+    if config.face == "none" or "dataflow" in runner.lower():
+        return
+    missing = [m for m in ("mtcnn", "tensorflow") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise OptionsError(f"--face={config.face}: {', '.join(missing)} not installed; "
+                           "pip install -e '.[faces,cpu]' (the detector's extra and TensorFlow)")
 
 
 def _ratios(text: str) -> tuple:
@@ -145,6 +188,11 @@ def validate(config: JobConfig) -> list[str]:
     """Checks values and that the inputs exist; returns the labels' extra columns, in header
     order (reads at most the label files' first line)."""
     image = config.image
+    if config.face not in FACE_MODES:
+        raise OptionsError(f"--face={config.face}: expected one of {', '.join(FACE_MODES)}")
+    if config.multi_face not in MULTI_FACE_POLICIES:
+        raise OptionsError(f"--multi_face={config.multi_face}: expected one of "
+                           f"{', '.join(MULTI_FACE_POLICIES)}")
     if image_size_problem(image.framing.image_size):
         raise OptionsError(f"--image_size={image.framing.image_size}: "
                            f"{image_size_problem(image.framing.image_size)}")
@@ -208,13 +256,15 @@ def _label_columns(config: JobConfig) -> list[str]:
         raise OptionsError(f"--labels: {e}") from None
 
 
-def validate_pipeline_options(pipeline_options, paths: dict, cwd: str | os.PathLike = ".") -> None:
+def validate_pipeline_options(pipeline_options, paths: dict, cwd: str | os.PathLike = ".",
+                              face: str = "none") -> None:
     """The Dataflow checks, in one place: preprocessing.run runs them before any work, and
     deploy.dataflow before it prints or launches the command. Raises OptionsError naming the flag;
     does nothing for other runners (local runs may use local paths).
 
     ``paths`` maps the job's data flags (DATA_FLAGS) to their values (None when not given);
-    ``cwd`` is where the job starts, against which --setup_file and --requirements_file resolve.
+    ``cwd`` is where the job starts, against which --setup_file and --requirements_file resolve;
+    ``face`` is --face: the detector's packages must then reach the workers.
     Why up front: a Dataflow job with a local path, a missing region or code that never reached
     the workers fails only after minutes of worker start-up.
     """
@@ -258,9 +308,27 @@ def validate_pipeline_options(pipeline_options, paths: dict, cwd: str | os.PathL
     if setup.requirements_file and not os.path.isfile(os.path.join(cwd, setup.requirements_file)):
         raise OptionsError(f"--requirements_file={setup.requirements_file}: no such file under "
                            f"{os.path.abspath(cwd)}")
+    if face != "none":
+        _check_worker_face_requirements(setup.requirements_file, cwd, face)
     workers = pipeline_options.view_as(WorkerOptions).max_num_workers
     if workers is not None and workers < 1:
         raise OptionsError(f"--max_num_workers={workers}: must be >= 1")
+
+
+def _check_worker_face_requirements(requirements_file, cwd, face: str) -> None:
+    """Dataflow installs only setup.py's base requirements: --face needs a requirements file
+    naming the detector (mtcnn) and TensorFlow, FACES_REQUIREMENTS or the user's own."""
+    hint = (f"--face={face} on Dataflow: the workers need the [faces] extra and TensorFlow; "
+            f"pass --requirements_file={FACES_REQUIREMENTS} (python -m deploy.dataflow adds it)")
+    if not requirements_file:
+        raise OptionsError(hint)
+    with open(os.path.join(cwd, requirements_file), encoding="utf-8") as f:
+        names = {re.split(r"[\s\[<>=!~;@]", line.strip(), maxsplit=1)[0].lower()
+                 for line in f if line.strip() and not line.lstrip().startswith("#")}
+    missing = [n for n in ("mtcnn", "tensorflow")
+               if not any(name == n or name.startswith(n + "-") for name in names)]
+    if missing:
+        raise OptionsError(f"--requirements_file={requirements_file} lacks {missing}: {hint}")
 
 
 def _is_directory(path: str) -> bool:

@@ -37,6 +37,7 @@ from imaging import images
 from preprocessing import (
     dead_letters,
     dedup,
+    face_stage,
     fragments,
     inputs,
     labels,
@@ -136,8 +137,9 @@ class _LoadImage(beam.DoFn):
     a claim on its id."""
 
     def __init__(self, images_dir: str, config: images.ImageConfig, fragments_dir: str, ratios,
-                 group_by, extra_columns, max_file_bytes: int):
+                 group_by, extra_columns, max_file_bytes: int, framer=None):
         self.images_dir, self.config, self.fragments_dir = images_dir, config, fragments_dir
+        self.framer = framer or face_stage.PlainFramer(config)  # face_stage: --face
         self.max_file_bytes = max_file_bytes
         self.ratios, self.group_by = tuple(ratios), group_by
         self.extra_columns = list(extra_columns)
@@ -145,6 +147,7 @@ class _LoadImage(beam.DoFn):
 
     def setup(self):
         self.done, self.started = 0, time.monotonic()
+        self.framer.setup()  # the face detector loads here: once per worker, not per photo
 
     def start_bundle(self):
         self.spill = fragments.Spill(self.fragments_dir)
@@ -166,14 +169,14 @@ class _LoadImage(beam.DoFn):
         if data is None:
             return
         try:
-            image = images.process(data, self.config)
+            image, face, faces_found = self.framer.frame(data)
         except images.ImageError as e:
             yield TaggedOutput(REJECTS, rejection(path, e.reason, e.detail,
                                                   file_name=row.file_name))
             return
         self.loaded.inc()
         self._progress()
-        record = records.face_record(row.file_name, row.age, row.extra, image, data)
+        record = records.face_record(row.file_name, row.age, row.extra, image, data, face)
         record_id = record[schema.ID]
         split_name = split.choose_split(record_id, row.split, group, self.ratios)
         num_shards = plan.get(split_name, 1)
@@ -182,7 +185,8 @@ class _LoadImage(beam.DoFn):
         # straight into this bundle's fragment file; only its Part crosses the shuffle.
         frame = tfrecord_writer.tfrecord_frames([schema.encode(record, self.extra_columns)])
         self.spill.add((split_name, split.shard_index(record_id, num_shards), num_shards),
-                       fragments.Entry(record_id, row.file_name, row.age, image.blur, len(frame)),
+                       fragments.Entry(record_id, row.file_name, row.age, image.blur, len(frame),
+                                       faces_found),
                        frame)
         if self.spill.full():
             yield from self.spill.flush()
@@ -212,15 +216,15 @@ class LoadImages(beam.PTransform):
 
     def __init__(self, images_dir: str, config: images.ImageConfig, plan, fragments_dir: str,
                  ratios=split.DEFAULT_RATIOS, group_by: str | None = None, extra_columns=(),
-                 max_file_bytes: int = limits.MAX_READ_BYTES):
+                 max_file_bytes: int = limits.MAX_READ_BYTES, framer=None):
         super().__init__()
-        self.images_dir, self.config, self.plan = images_dir, config, plan
+        self.images_dir, self.config, self.plan, self.framer = images_dir, config, plan, framer
         self.fragments_dir, self.max_file_bytes = fragments_dir, max_file_bytes
         self.ratios, self.group_by, self.extra_columns = ratios, group_by, extra_columns
 
     def expand(self, rows):
         load = _LoadImage(self.images_dir, self.config, self.fragments_dir, self.ratios,
-                          self.group_by, self.extra_columns, self.max_file_bytes)
+                          self.group_by, self.extra_columns, self.max_file_bytes, self.framer)
         out = rows | "Load" >> beam.ParDo(load, AsSingleton(self.plan)).with_outputs(
             REJECTS, CLAIMS, main="records")
         return out.records, out[CLAIMS], out[REJECTS]
@@ -268,8 +272,10 @@ class _WriteShard(beam.DoFn):
         path = files.join(self.directory, schema.shard_name(name, index, num_shards))
         num_bytes = tfrecord_writer.write_frames(path, [frame for _, frame in kept])
         self.written.inc(len(kept))
-        yield stats_assembly.shard_summary(name, index, num_shards, [e.age for e, _ in kept],
-                                     num_bytes, self.max_age)
+        summary = stats_assembly.shard_summary(name, index, num_shards,
+                                               [e.age for e, _ in kept], num_bytes, self.max_age)
+        summary[face_stage.MULTI_FACE_KEPT] = sum(e.faces_found > 1 for e, _ in kept)
+        yield summary
         for entry, _ in kept:
             yield TaggedOutput(BLUR, entry.blur)
 
@@ -290,33 +296,6 @@ class WriteShards(beam.PTransform):
         return out.shards, out[BLUR]
 
 
-def _count_reason(reject):
-    _counter("rejected_" + reject["reason"]).inc()
-    return reject
-
-
-def _write_errors(item, path: str) -> None:
-    dead_letters.write_lines(path, item[1])
-
-
-class WriteErrors(beam.PTransform):
-    """Reject dicts -> DIR/errors.jsonl, one JSON object per rejected input, sorted; counts
-    reasons. One file from one worker: dead letters are few, and a single shuffle of small
-    lines is three runner stages fewer than a sharded text sink."""
-
-    def __init__(self, directory: str):
-        super().__init__()
-        self.directory = directory
-
-    def expand(self, rejects):
-        counted = rejects | "Count" >> beam.Map(_count_reason)
-        _ = (counted
-             | "ToJson" >> beam.Map(lambda r: (None, dead_letters.to_line(r)))
-             | "Gather" >> beam.GroupByKey()
-             | "Write" >> beam.Map(_write_errors, files.join(self.directory, "errors.jsonl")))
-        return counted
-
-
 def build(p, config, extra_columns, staging: str):
     """Adds the whole job to pipeline ``p``; outputs go to ``staging`` (see publish.publish)."""
     rows, label_rejects = p | "ReadLabels" >> ReadLabels(
@@ -326,12 +305,14 @@ def build(p, config, extra_columns, staging: str):
     rows, name_rejects = rows | "RejectDuplicateFileNames" >> RejectDuplicateFileNames()
     keyed, claims, image_rejects = rows | "LoadImages" >> LoadImages(
         config.images, config.image, plan, files.join(staging, fragments.FRAGMENTS_DIR),
-        config.split_ratios, config.group_by, extra_columns, config.max_file_bytes)
+        config.split_ratios, config.group_by, extra_columns, config.max_file_bytes,
+        face_stage.framer(config))
     verdicts, dup_rejects, merged = claims | "ResolveDuplicates" >> ResolveDuplicates()
     shards, blur = keyed | "WriteShards" >> WriteShards(staging, config.max_age, verdicts)
     rejects = ((label_rejects, name_rejects, image_rejects, dup_rejects)
                | "AllRejects" >> beam.Flatten()
-               | "WriteErrors" >> WriteErrors(files.join(staging, schema.ERRORS_DIR)))
+               | "WriteErrors" >> dead_letters.WriteErrors(files.join(staging, schema.ERRORS_DIR),
+                                                           NAMESPACE))
     blur_deciles = blur | "BlurDeciles" >> beam.ApproximateQuantiles.Globally(11)
     _ = (p
          | "StatsTrigger" >> beam.Create([None])
@@ -392,7 +373,8 @@ def summary_line(result, stats: stats_file.Stats, seconds: float) -> str:
     """One console line from the Beam counters and stats.json."""
     counters = {c.key.metric.name: c.committed for c in
                 result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]}
-    rejected = {k[len("rejected_"):]: v for k, v in counters.items() if k.startswith("rejected_")}
+    rejected = {k[len(dead_letters.REJECTED):]: v for k, v in counters.items()
+                if k.startswith(dead_letters.REJECTED)}
     splits = ", ".join(f"{name} {s.count}" for name, s in stats.splits.items())
     return (f"read {counters.get('read', 0)} inputs, wrote {counters.get('written', 0)} records "
             f"({splits}), merged {stats.duplicates_merged} exact duplicates, rejected "

@@ -14,6 +14,7 @@ import numpy as np
 from contract import files, schema
 from contract import stats as stats_file
 from contract.files import join
+from preprocessing import face_stage
 
 
 def age_histogram(ages: Iterable[float], max_age: float) -> list[int]:
@@ -87,6 +88,7 @@ def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_
         "split_ratios": list(config.split_ratios),
         "group_by": config.group_by,
         "id": "first 32 hex digits of the SHA-256 of the original image file's bytes",
+        "faces": face_stage.stats_entry(config, rejects, shards),
     }
     write_stats(directory, stats_file.Stats.from_dict(stats, join(directory, stats_file.FILE)))
 

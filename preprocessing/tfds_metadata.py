@@ -38,6 +38,7 @@ def write_tfds_metadata(output_dir: str, stats: dict, image_size: int, extra_col
                    for name, s in stats["splits"].items() if s["count"]],
     }
     files.write_json(join(output_dir, FEATURES),
-                     schema.tfds_features_json(image_size, extra_columns))
+                     schema.tfds_features_json(image_size, extra_columns,
+                                               bool(stats.get("faces"))))
     files.write_json(join(output_dir, DATASET_INFO), info)
     return "written"

@@ -106,6 +106,48 @@ def test_preprocessing_run_accepts_the_command(monkeypatch):
     assert beam["max_num_workers"] == 8
 
 
+def test_face_jobs_install_the_detector_on_the_workers(monkeypatch, tmp_path):
+    """--face=detect|align adds the requirements file naming the [faces] extra and TensorFlow,
+    and preprocessing.run's own parser and Dataflow checks accept the submitted options."""
+    from preprocessing import options
+
+    monkeypatch.setattr(options, "validate", lambda config: None)
+    monkeypatch.chdir(REPO)
+    args = ("my-proj", "us-central1", "gs://my-bucket", "gs://my-bucket/l.csv",
+            "gs://my-bucket/img", "gs://my-bucket/records", "prep-1")
+    plain = dataflow.command(*args, extra=["--face=none"])
+    assert not any(a.startswith("--requirements") for a in plain)
+    cmd = dataflow.command(*args, extra=["--face=align", "--multi_face=reject"])
+    assert cmd[-3:] == ["--multi_face=reject", "--requirements_file=requirements-faces.txt",
+                        "--requirements_cache=skip"]
+    config, pipeline_options = options.parse(cmd[3:])
+    assert (config.face, config.multi_face) == ("align", "reject")
+    beam = pipeline_options.get_all_options()
+    assert beam["requirements_file"] == options.FACES_REQUIREMENTS
+    assert beam["requirements_cache"] == "skip"
+    # A user's own requirements file is kept, and must name the detector and TensorFlow.
+    own = tmp_path / "own-requirements.txt"
+    own.write_text("pillow\n")
+    with pytest.raises(ValueError, match=r"lacks \['mtcnn', 'tensorflow'\]"):
+        dataflow.command(*args, extra=["--face=detect", f"--requirements_file={own}"])
+
+
+def test_the_face_requirements_are_setup_pys_faces_extra_and_tensorflow():
+    from packaging.requirements import Requirement
+    from setup_py import setup_kwargs
+
+    from preprocessing import options
+
+    lines = [line.strip() for line in (REPO / options.FACES_REQUIREMENTS).read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    extras = setup_kwargs()["extras_require"]
+    tf_cpu = Requirement(extras["cpu"][0])
+    assert tf_cpu.name == "tensorflow-cpu"
+    wanted = [*map(Requirement, extras["faces"]), Requirement(f"tensorflow{tf_cpu.specifier}")]
+    as_set = lambda reqs: {(r.name, r.specifier) for r in reqs}
+    assert as_set(map(Requirement, lines)) == as_set(wanted)
+
+
 # Runs the sample generator's and the Beam job's commands in this child process (in-memory
 # DirectRunner), and records every import statement executed by the project's own modules: the
 # third-party modules they import, mapped to the distributions that provide them.

@@ -8,20 +8,20 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from google.cloud.aiplatform.constants import prediction as sdk_prediction
 from PIL import Image
 
 from contract.framing import Framing
 from deploy import machines, serving
+from trainer import photos
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def make_image(path: Path, fmt: str, size: int = 32, seed: int = 0) -> Path:
     """A small noisy image (noise so JPEG sizes are realistic, not a few hundred bytes)."""
-    import numpy as np
-
     pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path, format=fmt)
     return path
@@ -273,10 +273,33 @@ def test_predict_instances_feed_the_exported_serving_signature(tmp_path, head):
                                                                           strict=True)]
     ages = [serving.age_of(row) for row in rows]
     assert len(ages) == 2 and all(0.0 <= a <= 100.0 for a in ages)
+    stds = [serving.std_of(row) for row in rows]
+    if head == "dex":  # the std of the distribution served beside it
+        probs = np.array(outputs["age_distribution"])
+        mean = (probs * np.arange(101)).sum(1, keepdims=True)
+        np.testing.assert_allclose(stds, np.sqrt((probs * (np.arange(101) - mean) ** 2).sum(1)),
+                                   rtol=1e-4)
+    else:
+        assert stds == [None, None]
+    # What `predict` prints for these rows: the std column only for dex models.
+    out = io.StringIO()
+    photos.write_rows([photos.image_row(str(p), a, s) for p, a, s in zip(
+        images, ages, stds, strict=True)], as_json=False, out=out)
+    header = "file,age,age_std" if head == "dex" else "file,age"
+    assert out.getvalue().splitlines()[0] == header
+
+
+@pytest.mark.parametrize("prediction, std", [
+    (31.5, None), ({"age": 40.0}, None), ({"age": 40.0, "age_std": 6.5}, 6.5),
+    ({"age": [7], "age_std": [2]}, 2.0),
+])
+def test_std_of_each_output_shape(prediction, std):
+    assert serving.std_of(prediction) == std
+    with pytest.raises(ValueError, match="age_std is not a number"):
+        serving.std_of({"age": 1.0, "age_std": "wide"})
 
 
 def test_predict_sends_exif_oriented_photos_upright_and_others_untouched(tmp_path):
-    import numpy as np
     from exif_images import ORIENTATION, save_sideways, upright_face
     from PIL import ImageOps
 

@@ -42,11 +42,17 @@ def _assert_both_loaders_agree(path, head):
     for signature, feed in sample_inputs().items():
         eager = run_eager(loaded, signature, feed)
         graph = run_v1(path, signature, feed)
-        names = {"age", "age_distribution"} if head == "dex" else {"age"}
+        names = {"age", "age_distribution", "age_std"} if head == "dex" else {"age"}
         assert set(eager) == set(graph) == names, signature
         assert eager["age"].shape == (2,)
         for name in names:
             np.testing.assert_array_equal(graph[name], eager[name], err_msg=signature)
+        if head == "dex":  # the spread of the very distribution served beside it
+            probs, ages = eager["age_distribution"], np.arange(MAX_AGE + 1)
+            mean = (probs * ages).sum(-1, keepdims=True)
+            std = np.sqrt((probs * (ages - mean) ** 2).sum(-1))
+            assert eager["age_std"].shape == (2,) and np.all(std > 0), signature
+            np.testing.assert_allclose(eager["age_std"], std, rtol=1e-4, err_msg=signature)
     return loaded
 
 

@@ -2,13 +2,14 @@
 
 import csv
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fixed_models import mean_colour_model
+from fixed_models import grey_dex_model, grey_dex_std, mean_colour_model
 from PIL import Image
 
 from contract.framing import Framing
@@ -83,3 +84,41 @@ def test_exif_oriented_photo_predicts_as_its_upright_copy(tmp_path, orientation)
     raw = loaded.signatures["serving_default"](
         image_bytes=tf.constant([sideways.read_bytes()]))["age"].numpy()
     assert abs(raw[0] - ages[1]) > 20
+
+
+def test_cli_prints_the_std_of_dex_models(tmp_path):
+    model_dir = tmp_path / "model_dir"
+    export.export_saved_model(grey_dex_model(SIZE), str(model_dir / "saved_model"), Framing(SIZE),
+                              "dex",
+                              max_age=2)
+    files = []
+    for grey in (0, 255):
+        files.append(str(tmp_path / f"grey{grey}.png"))
+        Image.new("RGB", (40, 40), (grey, grey, grey)).save(files[-1])
+    for extra in ([], ["--json"], ["--tta_flip"]):  # flat images: the mirror changes nothing
+        proc = subprocess.run(
+            [sys.executable, "-m", "trainer.predict", f"--model={model_dir}", *extra, *files],
+            cwd=REPO, capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        if extra == ["--json"]:
+            rows = [json.loads(line) for line in proc.stdout.splitlines()]
+        else:
+            assert proc.stdout.splitlines()[0] == "file,age,age_std"
+            rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+        np.testing.assert_allclose([float(r["age"]) for r in rows], [1.0, 1.0], atol=0.01)
+        np.testing.assert_allclose([float(r["age_std"]) for r in rows],
+                                   [grey_dex_std(0), grey_dex_std(255)], atol=0.01)
+
+
+def test_tta_std_is_the_std_of_the_averaged_distribution():
+    # A "model" whose age is the top-left pixel: an image and its mirror give 10 and 20 years,
+    # each with no spread; the average of two point masses 10 years apart has std 5.
+    def point_mass(images):
+        ages = np.asarray(images)[:, 0, 0, 0]
+        return {"age": ages, "age_std": np.zeros_like(ages)}
+
+    images = np.array([[[[10.0] * 3, [20.0] * 3]]], np.float32)
+    out = predict.predict_batch(point_mass, images, tta_flip=True)
+    np.testing.assert_allclose(out["age"], [15.0])
+    np.testing.assert_allclose(out["age_std"], [5.0])
+    assert predict.predict_batch(point_mass, images)["age_std"].tolist() == [0.0]

@@ -22,30 +22,30 @@ INPUT = "85267cc86b5f5ec28db18e3feb34933aeeb808cafd21143eec6cdd326cc5aac9"
 # shard -> (sha256 of its bytes, sha256 of its records as TensorFlow reads them)
 SHARDS = {
     "test-00000-of-00002": (
-        "ff7db17c0ab15810571d966ba9f3ea8ed9d5f2859318347afbf2c58b5b1c63ca",
-        "ed4b00eb171ae0ab8dd46f00882f70d4d03a1ff2acfc42bea0226b21ebe97ac7"),
+        "4b0ce6e3598806c07e144e028040237d84ec8bf76e1bc20e099d8f4463b5a0d0",
+        "a3e46f31184f3c2dd8a352439cfdaf7deb0d882e78c32ccd37bba15f6e53ac2a"),
     "test-00001-of-00002": (
-        "ba54965947e6c4f80b9634b4ff48c416839a724feaef459563aa4bf7b21e7fe9",
-        "ea065dd00d821fa9d61c129c8b2fbe04547879e7aec92ee4ca644a01f2933c4b"),
+        "8115174fe033dee4979b4530a3d90b0b0542846be4659785218e9f00b14b12a5",
+        "404bfb33dac215ef7d56a268ab5c6705ece006ccc9f6bcaea35f035b2779dbad"),
     "train-00000-of-00002": (
-        "fe195af518fad87db78709926048eee124e89dc066cd9ba98e483693f595df45",
-        "d1381e7da61285dc98cc1b6e05036c66a237cc2f7f25f35281a0253285c984ba"),
+        "94af033916a3786f4e7b7605d5d5ecfd70f3a48ffb8f07e0e12b943382ac2415",
+        "8f53f90a0b4837146883e742033bcbe7f37bb26d1cf63e5134f444df3e47b463"),
     "train-00001-of-00002": (
-        "024578bc677e2b15a7b30a55197a50f2bece3391f9f66c40c9a39b6f7057feed",
-        "5948c004d20b155b9884330f2935ba27bcd5246f7c95d0d6e59bfa923ec55031"),
+        "3f353b8d1542bb7904c0ff4d0fdc0cdc0e421da667ac133f77205dc173edc468",
+        "ec008c7a6803203bb0dd15a5a8fe77464f3f3a64598188244b9888b818ff65d7"),
     "validation-00000-of-00002": (
-        "7cbfb3528c070cab7df2fadd8dea9ffad49395a54da41904c4ca6a8ef24d31eb",
-        "852b87aebf387c2fc77501f2da0660cd336aad1f1d8be15f98c4deba65469e9c"),
+        "01726663f2c82ec1e02233ce983917ff66e7d5b13f4eeafa26d70f493522ae13",
+        "2bf52768dc9757305b4fc1dd4dcd042e6e4dae39ba35b809e39788051b284715"),
     "validation-00001-of-00002": (
-        "cfd678b640eac4f6dcd9dbd298718ff2cd22227a5b541c89ba77bc5a4c5fe60f",
-        "02aa0326465b945696ffd36437ca7935936dd9d08b24468fb1b5bad8aac867b8"),
+        "f9103962f34fdfe9f87fa30ec2ff43420177c9cbf61024bc8ee5413c6b4a15cd",
+        "5537050a6816e5fc6691f33887f51d757cc2c74093dd81815c58e6eae6f1dde9"),
 }
 TFDS = {
-    "dataset_info.json": "f12d2113b280ce7387e0091bd114b4c251a23696af6c355d9e31b220fff33f82",
-    "features.json": "fc7e23cfc5e0ae6b1a0e9d952fce29c4f9cd43cd1d3425883de70dfc4c7219c3",
+    "dataset_info.json": "50bbcd74ae94aed27ea85bb6e55a7a6a5b72452dd3c239d91a2277a1f99ce27e",
+    "features.json": "1bbe8d683ddc41b829f478dbbf688c9699a046c0a563dfeaede55d039b0a130d",
 }
 ERRORS = "1ee61e61c221d3afced9211443ba2c0d62ff6cc6131755cc8923c567ee2bd14b"
-STATS = "9b4aaccc0ca4313366dcd5c99894c69950e980380db3eff65ee3bee95b44a1b9"
+STATS = "9caf7073ba0e7cd983e9939b1e5ea4d8584b52a075410d32267d32125b9f5b52"
 
 
 def _sha(data: bytes) -> str:
@@ -104,7 +104,7 @@ def _run(directory) -> tuple[str, dict]:
     sample = _sample(os.path.join(directory, "in"))
     out = os.path.join(directory, "out")
     stats = run_module.run([f"--labels={sample.labels_csv}", f"--images={sample.images_dir}",
-                            f"--output_dir={out}", "--image_size=24", "--num_shards=2",
+                            f"--output_dir={out}", "--image_size=32", "--num_shards=2",
                             "--runner=DirectRunner"])
     return _input_digest(sample), _digests(sample, out, stats)
 

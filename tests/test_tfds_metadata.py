@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 24
 
 
-def _tfds_features(image_size, extra_columns):
+def _tfds_features(image_size, extra_columns, faces=False):
     """The records as a FeaturesDict of TFDS objects, nested by the '/' in each key."""
     text = tfds.features.Text
     scalar = tfds.features.Tensor
@@ -45,6 +45,11 @@ def _tfds_features(image_size, extra_columns):
     }
     if extra_columns:
         features["extra"] = tfds.features.FeaturesDict({name: text() for name in extra_columns})
+    if faces:  # --face=detect|align records
+        features["face"] = tfds.features.FeaturesDict({
+            "box": scalar(shape=(4,), dtype=tf.float32),
+            "landmarks": scalar(shape=(5, 2), dtype=tf.float32),
+            "score": scalar(shape=(), dtype=tf.float32)})
     return tfds.features.FeaturesDict(features)
 
 
@@ -84,6 +89,12 @@ def _json(path):
 def test_features_json_is_what_tfds_writes(tmp_path, extra_columns):
     _tfds_features(IMAGE_SIZE, extra_columns).save_config(str(tmp_path))
     assert schema.tfds_features_json(IMAGE_SIZE, extra_columns) == _json(
+        tmp_path / "features.json")
+
+
+def test_features_json_with_faces_is_what_tfds_writes(tmp_path):
+    _tfds_features(IMAGE_SIZE, ["gender"], faces=True).save_config(str(tmp_path))
+    assert schema.tfds_features_json(IMAGE_SIZE, ["gender"], faces=True) == _json(
         tmp_path / "features.json")
 
 

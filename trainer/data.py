@@ -25,6 +25,8 @@ from trainer.augment import AugmentConfig, augment_batch
 # Keys of the metadata dict produced with with_metadata=True (extra columns are added by name).
 META_KEYS = {"id": schema.ID, "filename": schema.FILENAME, "blur": schema.BLUR,
              "brightness": schema.BRIGHTNESS}
+# Added to the metadata when the records carry faces (stats.json "faces"): the detector's score.
+FACE_SCORE_KEY = "face_score"
 
 # Files read at once by the interleave. More files in flight hide per-file latency on gs://;
 # each open TFRecord reader holds a read buffer, so there is little point going much higher.
@@ -133,6 +135,8 @@ def to_batch(features, *, image_size: int, age_weights=None,
     age = tf.cast(features[schema.AGE], tf.float32)
     if with_metadata:
         meta = {name: features[key] for name, key in META_KEYS.items()}
+        if schema.FACE_SCORE in features:
+            meta[FACE_SCORE_KEY] = features[schema.FACE_SCORE]
         meta.update({name: features[schema.extra_key(name)] for name in extra_columns})
         return image, age, meta
     weight = (tf.ones_like(age) if age_weights is None else lookup_weights(age, age_weights))
@@ -217,7 +221,7 @@ def build_dataset(data_dir: str, split: str, *, batch_size: int, image_size: int
         ds = ds.repeat(None if epochs < 0 else epochs)
 
     def parse_and_decode(serialized):
-        features = schema.parse(serialized, extra_columns)
+        features = schema.parse(serialized, extra_columns, faces=stats.faces is not None)
         return to_batch(features, image_size=image_size, age_weights=table,
                         extra_columns=extra_columns, with_metadata=with_metadata,
                         stored_size=stored_size)
@@ -263,7 +267,7 @@ def _check_args(*, batch_size, image_size, shuffle_buffer, repeat, extra_columns
                                or repeat < -1):
         raise ValueError(f"repeat must be None, -1 (forever) or a number of epochs >= 1, "
                          f"got {repeat!r}")
-    clashes = sorted(set(extra_columns) & set(META_KEYS))
+    clashes = sorted(set(extra_columns) & {*META_KEYS, FACE_SCORE_KEY})
     if clashes:
         raise ValueError(f"extra column name(s) {clashes} clash with metadata keys "
-                         f"{sorted(META_KEYS)}; rename them in preprocessing")
+                         f"{sorted({*META_KEYS, FACE_SCORE_KEY})}; rename them in preprocessing")

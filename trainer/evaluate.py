@@ -4,7 +4,8 @@
         --output_dir=OUT [--tta_flip] [--batch_size=64]
 
 ``--model`` is a trainer MODEL_DIR (its ``saved_model/`` is evaluated, and its history.csv gives
-the learning curves) or a SavedModel directory itself. The SavedModel is used through its
+the learning curves), a SavedModel directory itself, or a ``.tflite`` from trainer.export_lite
+(run through the TFLite interpreter, trainer.lite). The SavedModel is used through its
 ``predict_images`` signature, i.e. exactly what is served, so the report measures the deployed
 artefact and not a Keras object that could differ from it. Outputs in OUT (local or gs://):
 predictions.csv, metrics.json, report.html, report.md and plots/*.png.
@@ -25,8 +26,17 @@ import tensorflow as tf
 from contract import files, schema
 from contract import stats as stats_file
 from contract.framing import Framing
-from trainer import data, framing, metrics, report, shards, spreadsheet
-from trainer.predict import load_predict_fn, locate_model, predict_batch
+from trainer import (
+    data,
+    lite,
+    metrics,
+    plots,
+    report,
+    shards,
+    spreadsheet,
+    uncertainty,
+)
+from trainer.predict import ModelLocation, load_predict_fn, locate_model, predict_batch
 
 PREDICTIONS_CSV = "predictions.csv"
 METRICS_JSON = "metrics.json"
@@ -70,7 +80,10 @@ def predict_split(predict_fn, data_dir: str, split: str, *, batch_size: int, ima
                                *extra_columns)}
     keeper = _WorstKeeper(worst)
     for images, ages, meta in _checked(ds):
-        pred = predict_batch(predict_fn, images, tta_flip)
+        out = predict_batch(predict_fn, images, tta_flip)
+        pred = out["age"]
+        if uncertainty.STD in out:  # dex models: the std of each face's age distribution
+            columns.setdefault(uncertainty.STD, []).extend(out[uncertainty.STD].tolist())
         true = ages.numpy().astype(np.float64)
         keeper.add(np.abs(pred - true), images.numpy(), len(columns["id"]))
         columns["id"] += _text(meta["id"].numpy())
@@ -81,6 +94,9 @@ def predict_split(predict_fn, data_dir: str, split: str, *, batch_size: int, ima
         columns["brightness"] += meta["brightness"].numpy().astype(np.float64).tolist()
         for name in extra_columns:
             columns[name] += _text(meta[name].numpy())
+        if data.FACE_SCORE_KEY in meta:  # records cut from photos by preprocessing --face
+            columns.setdefault(data.FACE_SCORE_KEY, []).extend(
+                meta[data.FACE_SCORE_KEY].numpy().astype(np.float64).tolist())
     frame = pd.DataFrame(columns)
     if frame.empty:
         raise ValueError(f"split {split!r} of {data_dir!r} holds no records to evaluate")
@@ -118,10 +134,10 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
         raise ValueError(f"--batch_size={batch_size}: must be a positive integer")
     if split not in schema.SPLITS:
         raise ValueError(f"--split={split!r}: must be one of {', '.join(schema.SPLITS)}")
-    location = locate_model(model)
+    location = ModelLocation(model, None) if lite.is_lite(model) else locate_model(model)
     stats = stats_file.read(data_dir)
     config = (files.read_json(f"{location.model_dir}/config.json", None) if location.model_dir
-              else None)
+              else lite.read_info(model) if lite.is_lite(model) else None)
     # The size the model was trained at wins over the size the records were written at.
     image_size = image_size or int((config or {}).get("image_size") or 0) or stats.image_size
     if image_size < 1:
@@ -133,7 +149,8 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
                                       source=f"stats.json in {data_dir!r}")
 
     started = time.time()
-    predict_fn = load_predict_fn(location.saved_model)
+    predict_fn = (lite.load_predict_fn(model) if lite.is_lite(model)
+                  else load_predict_fn(location.saved_model))
     frame, worst_images, worst_rows = predict_split(
         predict_fn, data_dir, split, batch_size=batch_size, image_size=image_size,
         extra_columns=extra_columns, tta_flip=tta_flip, worst=worst)
@@ -145,7 +162,7 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
             f"where {schema.STATS_FILE} lists {listed}: a shard is truncated or replaced")
     # Records are fed as they are, so a model serving another framing than the records' cannot
     # show it in the numbers: say so in the report instead.
-    served = framing.read_framing(predict_fn.keep_alive)
+    served = predict_fn.framing
 
     evaluation = metrics.evaluation_metrics(frame, extra_columns, blur_quantiles)
     info = {"model": location.saved_model, "data_dir": data_dir, "split": split,
@@ -159,6 +176,7 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
             f"resize={data_framing.resize}, margin={data_framing.margin:g}: "
             "these metrics do not describe the served model")
         logging.warning("%s", info["framing_mismatch"])
+    extra_pngs, extra_sections = _uncertainty(frame, evaluation)
     result = {**info, **evaluation}
 
     base = output_dir.rstrip("/")
@@ -172,8 +190,23 @@ def evaluate(model: str, data_dir: str, split: str, output_dir: str, *, batch_si
     pngs = report.build_plots(frame, evaluation, stats=stats,
                               history=read_history(location.model_dir), gallery=gallery)
     report.write_report(base, title=f"Age estimation: {split} split", info=info,
-                        sections=report.evaluation_sections(evaluation, list(pngs)), pngs=pngs)
+                        sections=report.evaluation_sections(evaluation, list(pngs))
+                        + report.face_sections(stats, evaluation) + extra_sections,
+                        pngs={**pngs, **extra_pngs})
     return result
+
+
+def _uncertainty(frame: pd.DataFrame, evaluation: dict) -> tuple[dict, list]:
+    """For dex models: evaluation["uncertainty"] (risk-coverage, calibration), its plot and
+    report section; nothing for models without a per-face std."""
+    if uncertainty.STD not in frame.columns:
+        return {}, []
+    evaluation["uncertainty"] = uncertainty.uncertainty_metrics(frame)
+    curve = uncertainty.mae_by_confidence(frame["true_age"], frame["predicted_age"],
+                                          frame[uncertainty.STD])
+    png = plots.risk_coverage(curve, pd.DataFrame(evaluation["uncertainty"]["risk_coverage"]))
+    return ({uncertainty.PLOT: png},
+            [uncertainty.section(evaluation["uncertainty"], have_plot=True)])
 
 
 def main(argv):
@@ -197,7 +230,7 @@ def main(argv):
 def _define_flags():
     from absl import flags
 
-    flags.DEFINE_string("model", None, "Trainer MODEL_DIR or SavedModel directory.")
+    flags.DEFINE_string("model", None, "Trainer MODEL_DIR, SavedModel directory or .tflite.")
     flags.DEFINE_string("data_dir", None, "Output directory of preprocessing.run.")
     flags.DEFINE_enum("split", "test", list(schema.SPLITS), "Split to evaluate.")
     flags.DEFINE_string("output_dir", None, "Where predictions, metrics and report go.")

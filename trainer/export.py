@@ -3,7 +3,9 @@
 Signatures:
   serving_default(image_bytes: string [None]) -> {"age": float32 [None]}
   predict_images(images: float32 [None, None, None, 3], 0..255) -> same outputs
-dex models add "age_distribution" float32 [None, max_age + 1].
+dex models add "age_distribution" float32 [None, max_age + 1] and "age_std" float32 [None],
+the standard deviation of that distribution in years (the per-face uncertainty; regression
+models have no distribution and so no "age_std").
 
 ``serving_default`` takes raw photos and frames each one exactly as preprocessing framed the
 training records (trainer.framing: the same decode, ``margin`` trim, ``resize`` crop or pad and
@@ -28,7 +30,7 @@ import tensorflow as tf
 
 from contract.framing import Framing
 from trainer import framing as tf_framing
-from trainer.model import expected_age
+from trainer.model import age_std, expected_age
 
 
 class AgeModule(tf.Module):
@@ -63,6 +65,7 @@ class AgeModule(tf.Module):
         out = {"age": age}
         if self.head == "dex":
             out["age_distribution"] = tf.cast(probs, tf.float32)
+            out["age_std"] = age_std(probs, self.head)
         return out
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])

@@ -113,6 +113,24 @@ def by_quantile(df: pd.DataFrame, column: str = "blur", quantiles: int = 4,
     return out
 
 
+# Bands of the face detector's score (records of preprocessing --face=detect|align). MTCNN's
+# last stage keeps faces above 0.8, and most real faces score above 0.99.
+FACE_SCORE = "face_score"
+FACE_SCORE_EDGES = (0.9, 0.99, 0.999)
+
+
+def by_face_score(df: pd.DataFrame, cs_years: int = CS_YEARS) -> pd.DataFrame:
+    """One row per band of the detector's score (all bands, in order; empty ones count 0)."""
+    _require(df, (TRUE, PRED, FACE_SCORE))
+    edges = FACE_SCORE_EDGES
+    labels = [f"< {edges[0]:g}", *(f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:],
+                                                                       strict=True)),
+              f">= {edges[-1]:g}"]
+    index = np.searchsorted(np.asarray(edges), df[FACE_SCORE].to_numpy(dtype=float), "right")
+    bands = pd.Series(np.asarray(labels, dtype=object)[index], index=df.index)
+    return _grouped(df.assign(_score=bands), "_score", labels, cs_years)
+
+
 def bias_by_age(df: pd.DataFrame, width: int = 5) -> pd.DataFrame:
     """Mean signed error, MAE and count per ``width``-year bin of true age (for the bias plot)."""
     _require(df, (TRUE, PRED))
@@ -145,6 +163,8 @@ def evaluation_metrics(df: pd.DataFrame, extra_columns: Sequence[str] = (),
     }
     if "blur" in df.columns:
         result["by_blur_quantile"] = _records(by_quantile(df, "blur", blur_quantiles, cs_years))
+    if FACE_SCORE in df.columns:
+        result["by_face_score"] = _records(by_face_score(df, cs_years))
     return result
 
 

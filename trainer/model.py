@@ -2,10 +2,11 @@
 
 The model takes float32 images in 0..255, what the input pipeline yields and the export's decode
 produces, and applies the backbone's own normalisation as its first layers, so serving cannot
-drift from training. Build it inside ``strategy.scope()``. Heads: ``regression``, one linear unit
-in years (not clamped: a clamp would kill the gradient of out-of-range guesses; export clamps);
-``dex`` (Rothe et al.), a softmax over the ages 0..max_age whose expected value is the prediction
-(``expected_age``). The output layer computes in float32, stable under mixed precision.
+drift from training. Build it inside ``strategy.scope()``. Heads: ``regression``, one linear
+unit in years (not clamped: a clamp would kill the gradient of out-of-range guesses; export
+clamps); ``dex`` (Rothe et al.), a softmax over the ages 0..max_age whose expected value is the
+prediction (``expected_age``) and its spread the distribution's standard deviation (``age_std``:
+the per-face uncertainty). The output layer computes in float32, stable under mixed precision.
 """
 
 from __future__ import annotations
@@ -150,6 +151,20 @@ def expected_age(outputs, head: str):
         return tf.reshape(outputs, [-1])
     ages = tf.range(tf.shape(outputs)[-1], dtype=tf.float32)
     return tf.reduce_sum(outputs * ages, axis=-1)
+
+
+def age_std(outputs, head: str):
+    """dex outputs -> the standard deviation [B] of each face's age distribution, in years.
+
+    sqrt(sum_k p_k (k - mean)^2); the centred form avoids E[k^2] - E[k]^2 cancelling in float32.
+    Regression outputs carry no distribution, so there is no spread to report.
+    """
+    if head != "dex":
+        raise ValueError(f"head={head!r}: only the dex head outputs a distribution (age_std)")
+    outputs = tf.cast(outputs, tf.float32)
+    ages = tf.range(tf.shape(outputs)[-1], dtype=tf.float32)
+    mean = tf.reduce_sum(outputs * ages, axis=-1, keepdims=True)
+    return tf.sqrt(tf.reduce_sum(outputs * tf.square(ages - mean), axis=-1))
 
 
 def backbone_of(model: keras.Model) -> keras.Model:

@@ -19,10 +19,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from contract import limits
+from contract.framing import FACE_MODES
 from imaging import faces, images
 from trainer import spreadsheet
 
-FACE_MODES = ("none", "detect", "align")
 ALIGNED_SIDE = 200  # the side of UTKFace's aligned crops, which the template describes
 _COLOURS = ((255, 64, 64), (64, 200, 255), (255, 210, 0), (120, 255, 120))
 
@@ -53,12 +53,8 @@ def face_crops(rgb: np.ndarray, mode: str, detector=None) -> list[tuple[faces.Fa
     found = sorted(faces.detect(rgb, detector), key=lambda f: -f.area)
     out = []
     for face in found:
-        if mode == "align":
-            crop = faces.align(rgb, face, ALIGNED_SIDE)
-        else:  # the box, rounded outwards; PIL fills what lies past the photo's edge with black
-            x0, y0, x1, y1 = face.box
-            box = (int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
-            crop = np.asarray(Image.fromarray(rgb).crop(box))
+        crop = (faces.align(rgb, face, ALIGNED_SIDE) if mode == "align"
+                else faces.crop_box(rgb, face))
         out.append((face, crop))
     return out
 
@@ -69,10 +65,21 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def face_row(path: str, index: int, face: faces.Face, age: float) -> dict:
-    """One face's result as printed: file, face index, box x0,y0,x1,y1, score, age."""
+def face_row(path: str, index: int, face: faces.Face, age: float,
+             std: float | None = None) -> dict:
+    """One face's result as printed: file, face index, box x0,y0,x1,y1, score, age (and the
+    age's std for dex models)."""
     return {"file": path, "face": index, "box": [round(float(v), 1) for v in face.box],
-            "score": round(float(face.score), 4), "age": round(float(age), 2)}
+            "score": round(float(face.score), 4), **image_row(path, age, std, file=False)}
+
+
+def image_row(path: str, age: float, std: float | None = None, file: bool = True) -> dict:
+    """One image's result: file, age, and age_std when the model gives one (dex)."""
+    row = {"file": path} if file else {}
+    row["age"] = round(float(age), 2)
+    if std is not None:
+        row["age_std"] = round(float(std), 2)
+    return row
 
 
 def annotate(rgb: np.ndarray, found, ages, path: str) -> None:
@@ -104,12 +111,14 @@ def write_rows(rows: list[dict], as_json: bool, out=None) -> None:
             print(json.dumps(row), file=out)
         return
     writer = csv.writer(out, lineterminator="\n")
+    std = ["age_std"] if rows and "age_std" in rows[0] else []
     if rows and "face" in rows[0]:
-        writer.writerow(["file", "face", "x0", "y0", "x1", "y1", "score", "age"])
+        writer.writerow(["file", "face", "x0", "y0", "x1", "y1", "score", "age", *std])
         for r in rows:
             writer.writerow([spreadsheet.safe_cell(r["file"]), r["face"], *r["box"], r["score"],
-                             f"{r['age']:.2f}"])
+                             *(f"{r[k]:.2f}" for k in ("age", *std))])
     else:
-        writer.writerow(["file", "age"])
+        writer.writerow(["file", "age", *std])
         for r in rows:
-            writer.writerow([spreadsheet.safe_cell(r["file"]), f"{r['age']:.2f}"])
+            writer.writerow([spreadsheet.safe_cell(r["file"]),
+                             *(f"{r[k]:.2f}" for k in ("age", *std))])

@@ -216,3 +216,22 @@ def _colors(n: int) -> list:
 
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
+
+
+def risk_coverage(curve: np.ndarray, points: pd.DataFrame) -> bytes:
+    """MAE of the most confident faces against the share kept (trainer.uncertainty): the
+    curve for every count, the report's coverages marked, MAE at 100% as the reference line."""
+    fig, ax = _figure()
+    n = len(curve)
+    ax.plot(np.arange(1, n + 1) / max(n, 1), curve, color=_TRAIN, lw=1.5,
+            label="kept: lowest std first")
+    ax.scatter(points["coverage"], points["mae"], color=_VAL, zorder=3)
+    for c, mae in zip(points["coverage"], points["mae"], strict=True):
+        ax.annotate(f"{100 * c:.0f}%: {mae:.2f}", (c, mae), textcoords="offset points",
+                    xytext=(-10, 8), fontsize=8)
+    if n:
+        ax.axhline(curve[-1], color="0.5", ls="--", lw=1, label=f"all faces {curve[-1]:.2f}")
+    ax.set(xlim=(0, 1.02), xlabel="coverage (share of faces kept, most confident first)",
+           ylabel="MAE of the kept faces (years)", title="Risk-coverage (age std)")
+    ax.legend(fontsize=8)
+    return _png(fig)

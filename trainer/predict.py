@@ -34,6 +34,7 @@ from contract.framing import Framing
 
 SAVED_MODEL_SUBDIR = "saved_model"
 PREDICT_SIGNATURE = "predict_images"
+PER_FACE = ("age", "age_std")  # the outputs a client shows per face (age_std: dex models only)
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,11 @@ def load(path: str):
 
 
 def predict_fn_of(loaded, where: str = "the SavedModel"):
-    """The loaded SavedModel's predict_images signature as images [B,H,W,3] 0..255 -> ages [B]."""
+    """The loaded SavedModel's predict_images signature as images [B,H,W,3] 0..255 ->
+    {"age": [B]} plus {"age_std": [B]} for dex models (PER_FACE outputs)."""
     import tensorflow as tf
+
+    from trainer.framing import read_framing
 
     if PREDICT_SIGNATURE not in loaded.signatures:
         raise ValueError(f"{where} has no {PREDICT_SIGNATURE!r} signature (has "
@@ -75,11 +79,12 @@ def predict_fn_of(loaded, where: str = "the SavedModel"):
     signature = loaded.signatures[PREDICT_SIGNATURE]
     input_name = next(iter(signature.structured_input_signature[1]))
 
-    def predict(images) -> np.ndarray:
+    def predict(images) -> dict[str, np.ndarray]:
         out = signature(**{input_name: tf.convert_to_tensor(images, tf.float32)})
-        return out["age"].numpy().reshape(-1)
+        return {k: out[k].numpy().reshape(-1) for k in PER_FACE if k in out}
 
     predict.keep_alive = loaded  # the signature needs its object graph alive
+    predict.framing = read_framing(loaded)
     return predict
 
 
@@ -89,17 +94,26 @@ def load_predict_fn(saved_model: str):
     return predict_fn_of(tf.saved_model.load(saved_model), saved_model)
 
 
-def predict_batch(predict_fn, images, tta_flip: bool = False) -> np.ndarray:
-    """Ages [B] for a batch; with tta_flip the mean of the image's and its mirror's prediction.
+def predict_batch(predict_fn, images, tta_flip: bool = False) -> dict[str, np.ndarray]:
+    """{"age": [B](, "age_std": [B])} for a batch; with tta_flip the mean of the image's and
+    its mirror's prediction.
 
-    For a dex head that equals the expectation of the averaged distributions (it is linear).
+    For a dex head that equals the expectation of the averaged distributions (it is linear), and
+    the std is that averaged distribution's: a mixture's variance is the mean of E[k^2] minus the
+    square of the mean.
     """
     import tensorflow as tf
 
     pred = predict_fn(images)
-    if tta_flip:
-        pred = (pred + predict_fn(tf.image.flip_left_right(images))) / 2.0
-    return pred
+    if not tta_flip:
+        return pred
+    flip = predict_fn(tf.image.flip_left_right(images))
+    out = {"age": (pred["age"] + flip["age"]) / 2.0}
+    if "age_std" in pred:
+        second = (pred["age_std"] ** 2 + pred["age"] ** 2 + flip["age_std"] ** 2
+                  + flip["age"] ** 2) / 2.0
+        out["age_std"] = np.sqrt(np.maximum(second - out["age"] ** 2, 0.0))
+    return out
 
 
 def read_bounded(path: str, max_bytes: int = limits.MAX_READ_BYTES) -> bytes:
@@ -168,13 +182,22 @@ def _one_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def predict_ages(loaded, images: np.ndarray, tta_flip: bool = False,
-                 batch_size: int = 32) -> np.ndarray:
-    """Ages [N] for framed images (read_images, decoded records), via predict_images."""
+def predict_outputs(loaded, images: np.ndarray, tta_flip: bool = False,
+                    batch_size: int = 32) -> dict[str, np.ndarray]:
+    """{"age": [N](, "age_std": [N])} for framed images (read_images, decoded records), via
+    predict_images."""
     predict_fn = predict_fn_of(loaded)
     out = [predict_batch(predict_fn, images[start:start + batch_size], tta_flip)
            for start in range(0, len(images), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+    if not out:
+        return {"age": np.zeros((0,), np.float32)}
+    return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
+
+
+def predict_ages(loaded, images: np.ndarray, tta_flip: bool = False,
+                 batch_size: int = 32) -> np.ndarray:
+    """Ages [N] for framed images (predict_outputs' "age")."""
+    return predict_outputs(loaded, images, tta_flip, batch_size)["age"]
 
 
 def predict_photos(loaded, paths, mode: str, tta_flip: bool = False, batch_size: int = 32,
@@ -207,10 +230,11 @@ def predict_photos(loaded, paths, mode: str, tta_flip: bool = False, batch_size:
         # One photo at a time: memory holds one photo and its faces, however many photos.
         framed = np.stack([decode_and_frame(photos.png_bytes(crop), served).numpy()
                            for _, crop in crops])
-        ages = predict_ages(loaded, framed, tta_flip, batch_size)
+        out = predict_outputs(loaded, framed, tta_flip, batch_size)
+        ages, stds = out["age"], out.get("age_std", [None] * len(crops))
         found = [face for face, _ in crops]
-        rows.extend(photos.face_row(path, i, face, age)
-                    for i, (face, age) in enumerate(zip(found, ages, strict=True)))
+        rows.extend(photos.face_row(path, i, face, age, std)
+                    for i, (face, age, std) in enumerate(zip(found, ages, stds, strict=True)))
         if annotate_dir:
             photos.annotate(rgb, found, ages, _annotated_path(annotate_dir, path, written))
     return rows, errors, no_face
@@ -246,8 +270,9 @@ def main(argv):
         from trainer.framing import read_framing
 
         images, ok, errors = read_images(paths, read_framing(loaded))
-        ages = predict_ages(loaded, images, f.tta_flip, f.predict_batch_size)
-        rows = [{"file": p, "age": round(float(a), 2)} for p, a in zip(ok, ages, strict=True)]
+        out = predict_outputs(loaded, images, f.tta_flip, f.predict_batch_size)
+        stds = out.get("age_std", [None] * len(ok))
+        rows = [photos.image_row(p, a, s) for p, a, s in zip(ok, out["age"], stds, strict=True)]
         no_face = []
     else:
         rows, errors, no_face = predict_photos(loaded, paths, f.face, f.tta_flip,

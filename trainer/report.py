@@ -106,6 +106,26 @@ def evaluation_sections(evaluation: Mapping, plot_names: Sequence[str]) -> list[
     return sections
 
 
+def face_sections(stats: Stats | None, evaluation: Mapping) -> list[Section]:
+    """The faces found by preprocessing --face (stats.json "faces") and MAE by the detector's
+    score; nothing for records that were face crops already."""
+    faces = stats.faces if stats is not None else None
+    if faces is None:
+        return []
+    counts = {"face": faces.mode, "multi_face": faces.multi_face,
+              "photos without a face (rejected)": faces.no_face,
+              "multi-face photos kept (largest face)": faces.multi_face_kept,
+              "multi-face photos rejected": faces.multi_face_rejected}
+    text = ("Records were cut from whole photos by the face detector; photos without a face "
+            "and, with multi_face=reject, photos with several are dead letters.")
+    tables = [format_table([counts])]
+    if evaluation.get("by_face_score"):
+        text += (" MAE by the detector's score (band of the record's face/score): a low score "
+                 "is a doubtful face.")
+        tables.append(format_table(evaluation["by_face_score"]))
+    return [Section("Faces", text, tables)]
+
+
 def render_markdown(title: str, info: Mapping[str, object], sections: Sequence[Section]) -> str:
     lines = [f"# {title}", ""]
     lines += [f"- **{k}**: {v}" for k, v in info.items()] + [""]
