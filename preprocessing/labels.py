@@ -1,17 +1,11 @@
 """Label sources -> label rows (one per image) plus rejects for rows that were not understood.
 
-Three layouts, chosen by ``--label_format``:
-
-- ``csv``: a CSV with a header holding ``file_name`` and ``real_age`` (or ``age``); every other
-  column (gender, race, a subject id, ...) is kept as a string extra column.
-- ``utkface``: no CSV; the age, gender and race are the first fields of each image's file name,
-  ``AGE_GENDER_RACE_DATE.jpg[.chip.jpg]``.
-- ``appa_real``: ``--labels`` is the APPA-REAL folder holding ``gt_avg_{train,valid,test}.csv``
-  (``file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age``); the images live in
-  ``--images/{train,valid,test}/`` and APPA-REAL's own split is kept.
-
+``--label_format``: ``csv`` (a header with ``file_name`` and ``real_age`` or ``age``; other
+columns are kept as string extras), ``utkface`` (age, gender and race from each image's name,
+``AGE_GENDER_RACE_DATE.jpg``) or ``appa_real`` (the folder of ``gt_avg_{train,valid,test}.csv``;
+images in ``--images/{train,valid,test}/``; APPA-REAL's own split is kept).
 Parsing is pure (text or names in, rows and rejects out); ``iter_source`` adds the file IO
-through Beam's FileSystems, so local paths and gs:// behave alike, and streams the rows.
+through Beam's FileSystems (local and gs:// alike) and streams the rows.
 """
 
 from __future__ import annotations
