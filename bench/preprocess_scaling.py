@@ -6,7 +6,8 @@ For each size: distinct synthetic 64 px faces (preprocessing.synthetic), then th
 multiprocessing loop of bench.preprocess_throughput and the real job
 (``python -m preprocessing.run``, DirectRunner multi_processing) on the same files. A sampler
 reads every process's peak RSS (VmHWM) in the job's process tree while it runs: state held per
-input (dedup claims, shard plans, stats) would show as a runner peak that grows with the size.
+input (dedup claims, shard plans, stats) would show as a runner peak that grows with the size,
+and the runner's own CPU seconds show what it takes from the workers on the same cores.
 """
 
 from __future__ import annotations
@@ -52,15 +53,28 @@ def _hwm_mb(pid: int) -> float | None:
     return None
 
 
-def run_sampled(cmd: list[str]) -> tuple[float, float, float, int]:
-    """(seconds, runner peak MB, largest worker peak MB, worker count) of one command."""
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of one process so far (children excluded)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_sampled(cmd: list[str]) -> dict:
+    """Seconds, runner and largest-worker peak RSS (MB), worker count and the runner's own CPU
+    seconds of one command, sampled every 0.1 s."""
     peaks: dict[int, float] = {}
+    runner_cpu = 0.0
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     stop = threading.Event()
 
     def sample():
+        nonlocal runner_cpu
         while not stop.is_set():
+            runner_cpu = _cpu_s(proc.pid) or runner_cpu
             for pid in [proc.pid, *_children(proc.pid)]:
                 mb = _hwm_mb(pid)
                 if mb is not None:
@@ -76,7 +90,9 @@ def run_sampled(cmd: list[str]) -> tuple[float, float, float, int]:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
     workers = [mb for pid, mb in peaks.items() if pid != proc.pid]
-    return seconds, peaks.get(proc.pid, 0.0), max(workers, default=0.0), len(workers)
+    return {"seconds": seconds, "runner_mb": peaks.get(proc.pid, 0.0),
+            "worker_mb": max(workers, default=0.0), "workers": len(workers),
+            "runner_cpu_s": runner_cpu}
 
 
 def make_sample(folder: Path, size: int) -> list:
@@ -101,8 +117,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     work = Path(args.work_dir)
     print(f"load average before: {os.getloadavg()[0]:.1f}")
-    print("| images | loop img/s | job img/s | job / loop | runner peak RSS | worker peak RSS |")
-    print("|---|---|---|---|---|---|")
+    print("| images | loop img/s | job img/s | job / loop | runner peak RSS | worker peak RSS "
+          "| runner CPU s |")
+    print("|---|---|---|---|---|---|---|")
     config = images.ImageConfig(Framing(image_size=64))
     for size in (int(s) for s in args.sizes.split(",")):
         folder = work / f"sample_{size}"
@@ -110,13 +127,14 @@ def main(argv=None) -> None:
         _, loop_s = plain_loop(tasks, config, args.workers, str(work / "loop.tfrecord"))
         out = work / f"out_{size}"
         shutil.rmtree(out, ignore_errors=True)
-        seconds, runner, worker, n = run_sampled([
+        job = run_sampled([
             sys.executable, "-m", "preprocessing.run", f"--labels={folder / 'labels.csv'}",
             f"--images={folder / 'images'}", f"--output_dir={out}", "--image_size=64",
             "--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"])
-        print(f"| {size:,} | {size / loop_s:,.0f} | {size / seconds:,.0f} | "
-              f"{loop_s / seconds:.2f}x | {runner:,.0f} MB | {worker:,.0f} MB ({n} workers) |",
-              flush=True)
+        print(f"| {size:,} | {size / loop_s:,.0f} | {size / job['seconds']:,.0f} | "
+              f"{loop_s / job['seconds']:.2f}x | {job['runner_mb']:,.0f} MB | "
+              f"{job['worker_mb']:,.0f} MB ({job['workers']} workers) | "
+              f"{job['runner_cpu_s']:.1f} |", flush=True)
         shutil.rmtree(out, ignore_errors=True)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

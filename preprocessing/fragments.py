@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import NamedTuple
 
+from apache_beam.coders import FastPrimitivesCoder
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -22,8 +23,10 @@ from contract import files
 from preprocessing import tfrecord_writer
 
 FRAGMENTS_DIR = "fragments"
-# A bundle's frames are written out at this size even before the bundle ends (bounds memory).
-FLUSH_BYTES = 64 * 2**20
+# A bundle's frames are written out at this size even before the bundle ends: it bounds a
+# worker's memory (the frames, plus one copy while writing), whatever the data set's size.
+FLUSH_BYTES = 16 * 2**20
+_CODER = FastPrimitivesCoder()
 
 
 class Entry(NamedTuple):
@@ -37,11 +40,22 @@ class Entry(NamedTuple):
 
 
 class Part(NamedTuple):
-    """One shard's records inside one fragment file: bytes [offset, offset + size)."""
+    """One shard's records inside one fragment file: bytes [offset, offset + size).
+
+    The entries travel packed into one bytes value: the DirectRunner holds every shuffled Part
+    decoded in its own process, and one Python object per record grew it with the data set."""
     path: str
     offset: int
     size: int
-    entries: tuple
+    packed: bytes
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [Entry(*fields) for fields in _CODER.decode(self.packed)]
+
+
+def pack(entries) -> bytes:
+    return _CODER.encode([tuple(e) for e in entries])
 
 
 class Spill:
@@ -68,7 +82,7 @@ class Spill:
         for key in sorted(self.groups):
             items = self.groups[key]
             size = sum(len(frame) for _, frame in items)
-            parts.append((key, Part(path, offset, size, tuple(e for e, _ in items))))
+            parts.append((key, Part(path, offset, size, pack(e for e, _ in items))))
             chunks += [frame for _, frame in items]
             offset += size
         tfrecord_writer.write_frames(path, chunks)

@@ -1,26 +1,21 @@
 """Label sources -> label rows (one per image) plus rejects for rows that were not understood.
 
-Three layouts, chosen by ``--label_format``:
-
-- ``csv``: a CSV with a header holding ``file_name`` and ``real_age`` (or ``age``); every other
-  column (gender, race, a subject id, ...) is kept as a string extra column.
-- ``utkface``: no CSV; the age, gender and race are the first fields of each image's file name,
-  ``AGE_GENDER_RACE_DATE.jpg[.chip.jpg]``.
-- ``appa_real``: ``--labels`` is the APPA-REAL folder holding ``gt_avg_{train,valid,test}.csv``
-  (``file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age``); the images live in
-  ``--images/{train,valid,test}/`` and APPA-REAL's own split is kept.
-
-Parsing is pure (text or names in, rows and rejects out); ``read_source`` adds the file IO
-through Beam's FileSystems, so local paths and gs:// behave alike.
+``--label_format``: ``csv`` (a header with ``file_name`` and ``real_age`` or ``age``; other
+columns are kept as string extras), ``utkface`` (age, gender and race from each image's name,
+``AGE_GENDER_RACE_DATE.jpg``) or ``appa_real`` (the folder of ``gt_avg_{train,valid,test}.csv``;
+images in ``--images/{train,valid,test}/``; APPA-REAL's own split is kept).
+Parsing is pure (text or names in, rows and rejects out); ``iter_source`` adds the file IO
+through Beam's FileSystems (local and gs:// alike) and streams the rows.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from contract import files, reasons
@@ -103,64 +98,78 @@ def _checked_columns(columns: list[str], source: str) -> tuple[str, str, list[st
 def parse_csv(text: str, source: str, max_age: float, split: str | None = None,
               prefix: str = "") -> tuple[list, list]:
     """CSV text -> (rows, rejects). ``prefix`` is prepended to file names (APPA-REAL folders)."""
-    lines = text.splitlines()
-    if not lines:
+    return _rows_and_rejects(iter_csv(io.StringIO(text, newline=""), source, max_age, split,
+                                      prefix))
+
+
+def iter_csv(stream, source: str, max_age: float, split: str | None = None,
+             prefix: str = "") -> Iterator[LabelRow | dict]:
+    """A CSV text stream (opened with newline="") -> its LabelRows and rejects, one at a time,
+    so memory does not grow with the file."""
+    first = stream.readline()
+    if not first:
         raise LabelError(f"{source}: the label file is empty")
-    header = _header(lines[0])
+    header = _header(first)
     file_col, age_col, extras = _checked_columns(header, source)
     name_at = header.index(file_col)
-    rows, rejects = [], []
     # csv.reader (not DictReader) so that a row with too many fields is caught, not truncated.
     # newline="": lines end at \n, \r\n or a lone \r (old Mac exports), as the csv docs ask.
-    for line_no, values in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
-        if line_no == 1 or not values or not any(v.strip() for v in values):
+    for line_no, values in enumerate(csv.reader(stream), start=2):
+        if not values or not any(v.strip() for v in values):
             continue
         where = f"{source}:{line_no}"
         raw = ",".join(values)
         if len(values) != len(header):
-            rejects.append(rejection(f"{where}: {raw}", reasons.BAD_ROW,
-                                     f"{len(values)} fields, header has {len(header)}",
-                                     file_name=prefix + values[min(name_at, len(values) - 1)]))
+            yield rejection(f"{where}: {raw}", reasons.BAD_ROW,
+                            f"{len(values)} fields, header has {len(header)}",
+                            file_name=prefix + values[min(name_at, len(values) - 1)])
             continue
         record = {name: value.strip() for name, value in zip(header, values, strict=True)}
         # The name is kept as written: ' a.jpg' and 'a.jpg' are two files. Ages and extras are
         # stripped ('a.jpg, 34' is how many people type a CSV).
         name = values[name_at]
         if not name.strip():
-            rejects.append(rejection(f"{where}: {raw}", reasons.BAD_ROW, "empty file_name"))
+            yield rejection(f"{where}: {raw}", reasons.BAD_ROW, "empty file_name")
             continue
         try:
             age = parse_age(record[age_col], max_age)
         except ValueError as e:
-            rejects.append(rejection(f"{where}: {raw}", reasons.BAD_AGE, str(e),
-                                     file_name=prefix + name))
+            yield rejection(f"{where}: {raw}", reasons.BAD_AGE, str(e), file_name=prefix + name)
             continue
-        rows.append(LabelRow(file_name=prefix + name, age=age, source=where, split=split,
-                             extra={c: record[c] for c in extras}))
+        yield LabelRow(file_name=prefix + name, age=age, source=where, split=split,
+                       extra={c: record[c] for c in extras})
+
+
+def _rows_and_rejects(items) -> tuple[list, list]:
+    rows, rejects = [], []
+    for item in items:
+        (rejects if isinstance(item, dict) else rows).append(item)
     return rows, rejects
 
 
 def parse_utkface_names(names: Iterable[str], max_age: float) -> tuple[list, list]:
     """UTKFace file names -> (rows, rejects). Non-image names are skipped, not rejected."""
-    rows, rejects = [], []
+    return _rows_and_rejects(iter_utkface_names(names, max_age))
+
+
+def iter_utkface_names(names: Iterable[str], max_age: float) -> Iterator[LabelRow | dict]:
+    """UTKFace file names -> LabelRows and rejects, one at a time."""
     for name in names:
         if not name.lower().endswith(IMAGE_EXTENSIONS):
             continue
         match = _UTKFACE_NAME.match(name)
         if not match:
-            rejects.append(rejection(name, reasons.BAD_ROW,
-                                     "file name does not follow AGE_GENDER_RACE_DATE.jpg",
-                                     file_name=name))
+            yield rejection(name, reasons.BAD_ROW,
+                            "file name does not follow AGE_GENDER_RACE_DATE.jpg", file_name=name)
             continue
         age_text, gender, race = match.groups()
         try:
             age = parse_age(age_text, max_age)
         except ValueError as e:
-            rejects.append(rejection(name, reasons.BAD_AGE, str(e), file_name=name))
+            yield rejection(name, reasons.BAD_AGE, str(e), file_name=name)
             continue
-        rows.append(LabelRow(file_name=name, age=age, source=name,
-                             extra=dict(zip(UTKFACE_COLUMNS, (gender, race), strict=True))))
-    return rows, rejects
+        yield LabelRow(file_name=name, age=age, source=name,
+                       extra=dict(zip(UTKFACE_COLUMNS, (gender, race), strict=True)))
 
 
 def sources(label_format: str, labels: str | None, images: str) -> list[tuple]:
@@ -176,7 +185,15 @@ def sources(label_format: str, labels: str | None, images: str) -> list[tuple]:
 
 
 def read_source(unit: tuple, max_age: float) -> tuple[list, list]:
-    """Reads one unit from ``sources`` (local or gs://) and parses it."""
+    """Reads one unit from ``sources`` (local or gs://) whole: (rows, rejects)."""
+    return _rows_and_rejects(iter_source(unit, max_age))
+
+
+def iter_source(unit: tuple, max_age: float) -> Iterator[LabelRow | dict]:
+    """One unit from ``sources`` (local or gs://) -> its LabelRows and rejects, streamed.
+
+    A CSV is read twice: first to the end for faults that reject the whole file (not UTF-8,
+    not CSV), then for its rows, so an unreadable file adds no rows and memory stays flat."""
     from apache_beam.io.filesystems import FileSystems
 
     kind, path, split, prefix = unit
@@ -184,19 +201,48 @@ def read_source(unit: tuple, max_age: float) -> tuple[list, list]:
         base = path.rstrip("/") + "/"
         matches = FileSystems.match([base + "*"])[0].metadata_list
         names = sorted(m.path[len(base):] for m in matches)
-        return parse_utkface_names((n for n in names if "/" not in n), max_age)
+        yield from iter_utkface_names((n for n in names if "/" not in n), max_age)
+        return
+    for _ in _decoded(path, csv.reader):
+        pass
+    # APPA-REAL's apparent-age columns stay as extras; only real_age is the target.
+    yield from _decoded(path, lambda text: iter_csv(text, source=path, max_age=max_age,
+                                                    split=split, prefix=prefix))
+
+
+def _decoded(path: str, parse):
+    """Yields what ``parse`` yields from the file's text; encoding and CSV faults become a
+    LabelError naming the file (otherwise the whole Beam job dies with a traceback)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as raw:
+        # utf-8-sig: spreadsheet exports start with a BOM.
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        try:
+            yield from parse(text)
+        except UnicodeDecodeError:
+            at, bad = _first_bad_utf8(path)
+            raise LabelError(f"{path}: not UTF-8 text (byte {at}: {bad!r}); save the label "
+                             "file as UTF-8 CSV") from None
+        except csv.Error as e:  # e.g. a binary file passed as --labels: a 'field' over 128 KB
+            raise LabelError(f"{path}: not a readable CSV ({e})") from None
+
+
+def _first_bad_utf8(path: str) -> tuple[int, bytes]:
+    """Offset and first bytes of the first invalid UTF-8 sequence, read in chunks."""
+    from apache_beam.io.filesystems import FileSystems
+
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
     with FileSystems.open(path) as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8-sig")  # utf-8-sig: spreadsheet exports start with a BOM
-        # APPA-REAL's apparent-age columns stay as extras; only real_age is the target.
-        return parse_csv(text, source=path, max_age=max_age, split=split, prefix=prefix)
-    except UnicodeDecodeError as e:
-        # Otherwise the whole Beam job dies with a traceback that does not name the file.
-        raise LabelError(f"{path}: not UTF-8 text (byte {e.start}: {data[e.start:e.start + 4]!r}"
-                         "); save the label file as UTF-8 CSV") from None
-    except csv.Error as e:  # e.g. a binary file passed as --labels: a 'field' over 128 KB
-        raise LabelError(f"{path}: not a readable CSV ({e})") from None
+        while chunk := f.read(1 << 16):
+            pending = decoder.getstate()[0]  # bytes of a character split between chunks
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                data = pending + chunk
+                return offset - len(pending) + e.start, data[e.start:e.start + 4]
+            offset += len(chunk)
+    return offset, b""
 
 
 def extra_columns(label_format: str, labels: str | None, images: str) -> list[str]:

@@ -31,6 +31,7 @@ from preprocessing import (
     inputs,
     labels,
     lock,
+    packing,
     publish,
     records,
     runners,
@@ -63,15 +64,14 @@ class _ReadSource(beam.DoFn):
         self.read = _counter("read")
 
     def process(self, unit):
-        try:
-            rows, rejects = labels.read_source(unit, self.max_age)
+        count = 0
+        try:  # streamed: the label file is never held whole
+            for item in labels.iter_source(unit, self.max_age):
+                count += 1
+                yield TaggedOutput(REJECTS, item) if isinstance(item, dict) else item
         except labels.LabelError as e:
             yield TaggedOutput(REJECTS, rejection(unit[1], reasons.BAD_ROW, str(e)))
-            return
-        self.read.inc(len(rows) + len(rejects))
-        yield from rows
-        for r in rejects:
-            yield TaggedOutput(REJECTS, r)
+        self.read.inc(count)
 
 
 class ReadLabels(beam.PTransform):
@@ -116,7 +116,7 @@ class RejectDuplicateFileNames(beam.PTransform):
                # Plain tuples cross the shuffle: Beam's fast coder has no pickle step for them.
                | "KeyByName" >> beam.Map(lambda r: (r.file_name, (
                    r.file_name, r.age, r.source, r.extra, r.split)))
-               | "GroupByName" >> beam.GroupByKey()
+               | "GroupByName" >> packing.GroupByBucket()
                | "Check" >> beam.FlatMap(_unique_names).with_outputs(REJECTS, main="rows"))
         return out.rows, out[REJECTS]
 
@@ -240,7 +240,7 @@ class ResolveDuplicates(beam.PTransform):
 
     def expand(self, claims):
         out = (claims
-               | "GroupById" >> beam.GroupByKey()
+               | "GroupById" >> packing.GroupByBucket()
                | "Resolve" >> beam.FlatMap(_resolve).with_outputs(REJECTS, MERGED,
                                                                  main="verdicts"))
         return out.verdicts, out[REJECTS], out[MERGED]

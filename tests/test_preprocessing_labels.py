@@ -100,3 +100,43 @@ def test_a_label_file_that_is_not_utf8_csv_is_a_label_error_naming_it(tmp_path, 
     path.write_bytes(payload)
     with pytest.raises(labels.LabelError, match=f"{path}: {message}"):
         labels.read_source(("csv", str(path), None, ""), max_age=120)
+
+
+def test_a_label_file_is_streamed_not_held_whole(tmp_path):
+    # 5,000 rows: iterating holds a few rows at a time, a whole read holds them all.
+    import tracemalloc
+
+    from apache_beam.io import filesystems  # noqa: F401  (imported outside the measurement)
+
+    path = tmp_path / "labels.csv"
+    path.write_text("file_name,real_age,gender\n" + "".join(
+        f"face_{i:06d}.jpg,{i % 90},{i % 2}\n" for i in range(5_000)))
+    unit = ("csv", str(path), None, "")
+
+    def peak_bytes(read) -> int:
+        tracemalloc.start()
+        try:
+            read()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    count = 0
+
+    def stream():
+        nonlocal count
+        count = sum(1 for _ in labels.iter_source(unit, max_age=120))
+
+    streamed = peak_bytes(stream)
+    whole = peak_bytes(lambda: labels.read_source(unit, max_age=120))
+    assert count == 5_000
+    assert streamed < whole / 8, f"streaming peaked at {streamed} bytes, a whole read {whole}"
+
+
+def test_a_fault_late_in_a_label_file_rejects_it_before_any_row(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(b"file_name,real_age\n" + b"a.jpg,3\n" * 50_000 + "zoë.jpg,4\n".encode(
+        "latin-1"))
+    items = labels.iter_source(("csv", str(path), None, ""), max_age=120)
+    with pytest.raises(labels.LabelError, match=r"not UTF-8 text \(byte 400021"):
+        next(items)  # nothing was yielded before the whole file was checked

@@ -1,0 +1,43 @@
+"""packing.GroupByBucket groups exactly like GroupByKey, with batches bounded per worker."""
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from preprocessing import packing
+
+
+def _sorted_groups(item):
+    key, values = item
+    return key, sorted(values)
+
+
+@pytest.mark.parametrize("held", [3, packing.HELD])  # flushed mid-bundle, and only at its end
+def test_group_by_bucket_gives_what_group_by_key_gives(monkeypatch, held):
+    monkeypatch.setattr(packing, "HELD", held)
+    pairs = [(f"face_{i % 37}.jpg", (i, float(i) / 2, {"gender": str(i % 2)}, None))
+             for i in range(200)] + [(b"\x00id", ("bytes key", 1.5, {}, "test"))]
+    expected = {}
+    for key, value in pairs:
+        expected.setdefault(key, []).append(value)
+    with beam.Pipeline("DirectRunner") as p:
+        grouped = (p | beam.Create(pairs) | packing.GroupByBucket()
+                   | beam.Map(_sorted_groups))
+        assert_that(grouped, equal_to([(k, sorted(v)) for k, v in expected.items()]))
+
+
+def test_buckets_are_stable_and_spread():
+    names = [f"face_{i:06d}.jpg" for i in range(20_000)]
+    assert packing.bucket("face_000001.jpg") == packing.bucket("face_000001.jpg")
+    assert packing.bucket("abc") == packing.bucket(b"abc")
+    counts = {}
+    for name in names:
+        counts[packing.bucket(name)] = counts.get(packing.bucket(name), 0) + 1
+    assert len(counts) == packing.NUM_BUCKETS  # every bucket used: work spreads over workers
+    assert max(counts.values()) < 3 * len(names) / packing.NUM_BUCKETS
+
+
+def test_unpack_groups_values_of_one_key_across_batches():
+    coder = packing._CODER
+    batches = [coder.encode([("a", 1), ("b", 2)]), coder.encode([("a", 3)])]
+    assert packing.unpack(batches) == [("a", [1, 3]), ("b", [2])]
