@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 import time
 
+from bench import workdir
 from preprocessing import options, pipeline, scenes
 
 DEFAULT_AGE = 30  # label of a scene without a face (it is a dead letter under detect/align)
@@ -74,8 +73,7 @@ def main(argv=None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the /tmp folder")
     args = parser.parse_args(argv)
 
-    work_dir = tempfile.mkdtemp(prefix="face-age-face-preprocess-", dir="/tmp")
-    try:
+    with workdir.scratch("face-age-face-preprocess-", args.keep) as work_dir:
         rows, images_dir = write_scenes(args.data_dir, args.num_scenes, args.num_sources,
                                         args.seed, work_dir)
         labels_csv = labels_file(rows, os.path.join(work_dir, "labels.csv"))
@@ -111,11 +109,6 @@ def main(argv=None) -> None:
                 rate = (args.num_scenes - args.small) / (results[face][1] - seconds)
                 print(f"--face={face:6s} marginal {rate:7.1f} img/s (the {args.small}-scene "
                       f"job took {seconds:5.1f} s); ratio: {rate / base:.2f}x")
-    finally:
-        if args.keep:
-            print(f"kept {work_dir}")
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

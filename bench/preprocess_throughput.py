@@ -15,11 +15,10 @@ import argparse
 import csv
 import multiprocessing
 import os
-import shutil
 import statistics
-import tempfile
 import time
 
+from bench import workdir
 from contract import schema
 from contract.framing import Framing
 from imaging import images
@@ -101,8 +100,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     load_before = os.getloadavg()[0]  # other jobs on a shared machine skew both figures
-    work_dir = tempfile.mkdtemp(prefix="face-age-preprocess-bench-", dir="/tmp")
-    try:
+    with workdir.scratch("face-age-preprocess-bench-", args.keep) as work_dir:
         labels_csv, tasks = _subset(args.data_dir, args.limit, work_dir)
         config = images.ImageConfig(Framing(image_size=args.image_size))
         loop_times, beam_times = [], []
@@ -139,11 +137,6 @@ def main(argv=None) -> None:
             fixed = max(small_s - small / marginal, 0.0)
             print(f"Beam per job: {fixed:.1f} s fixed (from a {small}-image job); per image: "
                   f"{marginal:.1f} images/s = {marginal / loop_rate:.2f}x the loop")
-    finally:
-        if args.keep:
-            print(f"outputs kept in {work_dir}")
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
