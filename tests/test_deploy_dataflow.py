@@ -111,7 +111,7 @@ def test_face_jobs_install_the_detector_on_the_workers(monkeypatch, tmp_path):
     and preprocessing.run's own parser and Dataflow checks accept the submitted options."""
     from preprocessing import options
 
-    monkeypatch.setattr(options, "validate", lambda config: None)
+    monkeypatch.setattr(options, "validate", lambda config: [])
     monkeypatch.chdir(REPO)
     args = ("my-proj", "us-central1", "gs://my-bucket", "gs://my-bucket/l.csv",
             "gs://my-bucket/img", "gs://my-bucket/records", "prep-1")
