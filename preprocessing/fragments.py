@@ -15,18 +15,16 @@ from __future__ import annotations
 import uuid
 from typing import NamedTuple
 
-from apache_beam.coders import FastPrimitivesCoder
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from contract import files
-from preprocessing import tfrecord_writer
+from preprocessing import packing, tfrecord_writer
 
 FRAGMENTS_DIR = "fragments"
 # A bundle's frames are written out at this size even before the bundle ends: it bounds a
 # worker's memory (the frames, plus one copy while writing), whatever the data set's size.
 FLUSH_BYTES = 16 * 2**20
-_CODER = FastPrimitivesCoder()
 
 
 class Entry(NamedTuple):
@@ -43,7 +41,7 @@ class Part(NamedTuple):
     """One shard's records inside one fragment file: bytes [offset, offset + size).
 
     The entries travel packed into one bytes value: the DirectRunner holds every shuffled Part
-    decoded in its own process, and one Python object per record grew it with the data set."""
+    decoded in its own process, and one bytes value is far smaller than a tuple per record."""
     path: str
     offset: int
     size: int
@@ -51,11 +49,11 @@ class Part(NamedTuple):
 
     @property
     def entries(self) -> list[Entry]:
-        return [Entry(*fields) for fields in _CODER.decode(self.packed)]
+        return [Entry(*fields) for fields in packing.decode(self.packed)]
 
 
 def pack(entries) -> bytes:
-    return _CODER.encode([tuple(e) for e in entries])
+    return packing.encode([tuple(e) for e in entries])
 
 
 class Spill:

@@ -1,10 +1,10 @@
 """GroupByBucket: a GroupByKey for many small (key, value) pairs that stays small in the runner.
 
 The DirectRunner holds every shuffled element, decoded, in its own process until the next stage
-runs: one Python tuple per label row or dedup claim made the runner grow by about 1.5 KB per
-input. Here each worker packs its pairs into one bytes batch per bucket (a stable hash of the
-key) and bundle, so the shuffle carries a few thousand byte strings; the grouping by key happens
-after it, per bucket. The output is GroupByKey's: (key, [values]).
+runs. Here each worker packs its pairs into one bytes batch per bucket (a stable hash of the
+key) and bundle, so the shuffle carries a few thousand byte strings instead of a Python object
+per input; the grouping by key happens after it, per bucket. The output is GroupByKey's:
+(key, [values]). (The runner still holds each stage's input while sending it: see README.)
 """
 
 from __future__ import annotations
@@ -47,6 +47,15 @@ class _Pack(beam.DoFn):
         packed = [(b, _CODER.encode(pairs)) for b, pairs in sorted(self.batches.items())]
         self.batches, self.held = defaultdict(list), 0
         return packed
+
+
+def encode(value) -> bytes:
+    """Plain data (tuples, lists, dicts, str, numbers) -> bytes, with Beam's own fast coder."""
+    return _CODER.encode(value)
+
+
+def decode(data: bytes):
+    return _CODER.decode(data)
 
 
 def unpack(batches) -> list:
