@@ -93,8 +93,10 @@ def _history_seconds(model_dir: Path) -> list[float]:
         return [float(r["seconds"]) for r in json.load(f)]
 
 
-def plan_epochs(data_dir: Path, work: Path, budget_s: float, recipe) -> tuple[int, dict]:
-    """Epochs that fit the budget, from a short calibration run of the same recipe."""
+def plan_epochs(data_dir: Path, work: Path, budget_s: float, recipe,
+                count_calibration: bool = True) -> tuple[int, dict]:
+    """Epochs that fit the budget, from a short calibration run of the same recipe (whose time
+    the budget includes unless `count_calibration` is false)."""
     stats = stats_file.read(str(data_dir))
     n_train = stats.splits["train"].count
     n_val = stats.splits["validation"].count
@@ -114,7 +116,8 @@ def plan_epochs(data_dir: Path, work: Path, budget_s: float, recipe) -> tuple[in
     step_s = epoch2 / (CALIBRATION_STEPS + val_steps_equiv)
     epoch_s = (n_train // batch + val_steps_equiv) * step_s
     startup_s = max(0.0, spent - sum(_history_seconds(cal_dir)))  # imports, build, tracing
-    remaining = budget_s - spent - startup_s - 60  # 60 s for restoring the best weights, export
+    # 60 s for restoring the best weights and the export.
+    remaining = budget_s - (spent if count_calibration else 0) - startup_s - 60
     epochs = max(1, int(remaining // epoch_s))
     info = {"calibration_seconds": round(spent, 1), "seconds_per_step": round(step_s, 4),
             "seconds_per_epoch_estimate": round(epoch_s, 1), "epochs": epochs}

@@ -74,6 +74,7 @@ class Config:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     warmup_epochs: float = 1.0
+    ema_momentum: float = 0.0     # 0 = off; else validation, best weights and export use the EMA
     # Performance and distribution.
     dtype: str = "fp32"
     enable_xla: bool = False
@@ -149,7 +150,8 @@ def _validate(c: Config) -> None:
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             _fail(flag, value, "must be a positive number")
     ranges = {"dropout": (0.0, 0.95), "bn_momentum": (0.0, 0.9999), "weight_decay": (0.0, 1.0),
-              "momentum": (0.0, 0.999), "warmup_epochs": (0.0, 1e6), "dex_sigma": (0.0, 50.0),
+              "momentum": (0.0, 0.999), "warmup_epochs": (0.0, 1e6),
+              "ema_momentum": (0.0, 0.9999), "dex_sigma": (0.0, 50.0),
               "lds_sigma": (0.0, 50.0), "huber_delta": (1e-6, 1e6)}
     for flag, (low, high) in ranges.items():
         value = getattr(c, flag)

@@ -96,6 +96,9 @@ _float("head_learning_rate", "Peak learning rate of the head stage.")
 _float("fine_tune_learning_rate", "Peak learning rate of the fine-tuning stage.")
 _float("weight_decay", "Decoupled weight decay (adamw) / L2-style decay (sgd).")
 _float("momentum", "SGD momentum.")
+_float("ema_momentum", "Exponential moving average of the weights (Polyak averaging) with this "
+                       "momentum, e.g. 0.99; precise BN, validation, the best weights and the "
+                       "export use the average. 0 = off.")
 _float("warmup_epochs", "Linear warm-up at the start of each stage (capped at half the stage), "
                         "then cosine decay to 0.")
 

@@ -215,11 +215,12 @@ def compile_stage(model: keras.Model, config: Config, plan: Plan, stage: str, ep
     peak = config.head_learning_rate if stage == "head" else config.fine_tune_learning_rate
     lr = schedule.stage_schedule(peak, epochs, plan.steps_per_epoch, config.warmup_epochs)
     with strategy.scope():
+        ema = {"use_ema": config.ema_momentum > 0, "ema_momentum": config.ema_momentum or 0.99}
         if config.optimizer == "adamw":
-            optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+            optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **ema)
         else:
             optimizer = keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True,
-                                             weight_decay=config.weight_decay or None)
+                                             weight_decay=config.weight_decay or None, **ema)
         model.compile(
             optimizer=optimizer,
             loss=losses.make_loss(config.loss_name, config.head, num_classes=plan.max_age + 1,
@@ -255,11 +256,17 @@ def fit_stage(model, config: Config, plan: Plan, stage: str, first_epoch: int, l
         cb.HypertuneReporter(config.hypertune_metric),
     ]
     if calibration_ds is not None:
-        # First in the list: its on_epoch_end adds bn_recalibration_seconds to the logs that
-        # the others record. (The statistics themselves are set at on_test_begin, before any
-        # callback's on_epoch_end saves weights.)
-        callbacks.insert(0, cb.PreciseBN(calibration_ds, plan.bn_recalibration_batches,
+        # Before the recorders: its on_epoch_end adds bn_recalibration_seconds to the logs they
+        # record. (The statistics themselves are set at on_test_begin, before any callback's
+        # on_epoch_end saves weights.)
+        callbacks.insert(1, cb.PreciseBN(calibration_ds, plan.bn_recalibration_batches,
                                          strategy))
+    if config.ema_momentum:
+        # After BackupAndRestore, which so saves the raw weights and their average as they are
+        # (an exact resume); before precise BN, so at on_test_begin the average is swapped in
+        # before the statistics are re-estimated for it; before BestWeights, so at on_epoch_end
+        # the average is what is kept (and, after the last epoch, what stays in the model).
+        callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if cb.tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(dirs.tensorboard_dir, update_freq="epoch"))
     with strategy.scope():

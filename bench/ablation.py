@@ -1,0 +1,99 @@
+"""Recipe ablation on validation: each lever against the CPU recipe, at the same time budget.
+
+    python -m bench.ablation --data_dir=../shared/data/utkface [--budget_minutes 6] [--rows ...]
+
+Each row is the CPU recipe (bench.quality.RECIPE) with some trainer flags changed. A short
+calibration run of the row sizes its epochs to the budget (calibration not counted, so every row
+gets the same training time); then it trains and is evaluated on the validation split only. The
+test split is never read here: it is for the final recipe, once (bench.quality). Records are
+preprocessed once per size the rows need, into WORK/data<size>, and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from bench import quality  # noqa: E402
+from trainer import evaluate  # noqa: E402
+
+# name -> (records size, trainer flags over the recipe); absl keeps a repeated flag's last value.
+ROWS = {
+    "recipe (MobileNetV3-Small, 96 px)": (96, []),
+    "112 px": (128, ["--image_size=112"]),
+    "128 px": (128, ["--image_size=128"]),
+    "MobileNetV3-Large": (96, ["--backbone=mobilenet_v3_large"]),
+    "EMA of the weights (0.99)": (96, ["--ema_momentum=0.99"]),
+    "peak LR 4e-3 (recipe 2e-3)": (96, ["--fine_tune_learning_rate=4e-3"]),
+    "DLDL sigma 3 (recipe 2)": (96, ["--dex_sigma=3"]),
+    "bf16": (96, ["--dtype=bf16"]),
+}
+
+
+def run_row(name: str, data_dir: Path, work: Path, budget_s: float, flags: list[str]) -> dict:
+    recipe = (*quality.RECIPE, *flags)
+    work.mkdir(parents=True, exist_ok=True)
+    epochs, calibration = quality.plan_epochs(data_dir, work, budget_s, recipe,
+                                              count_calibration=False)
+    print(f"{name}: {epochs} epochs ({calibration['seconds_per_epoch_estimate']:.0f} s each)",
+          flush=True)
+    model_dir, seconds = quality.train(data_dir, work, epochs, recipe)
+    report = evaluate.evaluate(str(model_dir), str(data_dir), "validation", str(work / "eval"))
+    o = report["overall"]
+    return {"row": name, "flags": flags, "epochs": epochs, "train_minutes": seconds / 60,
+            "val_mae": o["mae"], "val_cs@5": o["cs@5"],
+            "old_ratio": report["old_to_overall_mae_ratio"]}
+
+
+def table(rows: list[dict], budget_minutes: float) -> str:
+    base = rows[0]["val_mae"] if rows else None
+    lines = [f"Validation, {budget_minutes:g} min of training per row (2 CPU cores)", "",
+             "| row | epochs | train min | val MAE | vs recipe | val CS@5 | 60+ / overall |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['row']} | {r['epochs']} | {r['train_minutes']:.1f} | "
+                     f"{r['val_mae']:.2f} | {r['val_mae'] - base:+.2f} | {r['val_cs@5']:.3f} | "
+                     f"{r['old_ratio']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data_dir", default="../shared/data/utkface")
+    p.add_argument("--work_dir", default="bench_out/ablation")
+    p.add_argument("--budget_minutes", type=float, default=6.0, help="training time per row")
+    p.add_argument("--rows", default=",".join(ROWS), help="comma-separated names from ROWS")
+    args = p.parse_args(argv)
+    raw, work = Path(args.data_dir).resolve(), Path(args.work_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    results_file = work / "results.json"
+    done = json.loads(results_file.read_text()) if results_file.exists() else {}
+    names = args.rows.split(",")
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        p.error(f"--rows: unknown {unknown}; choose from {list(ROWS)}")
+    for i, name in enumerate(names):
+        if name in done:  # rerunning resumes: finished rows are kept
+            continue
+        size, flags = ROWS[name]
+        size_dir = work / f"data{size}"
+        size_dir.mkdir(exist_ok=True)
+        data_dir = quality.preprocess(raw, size_dir, size, 0)
+        started = time.time()
+        done[name] = run_row(name, data_dir, work / f"row{i}", args.budget_minutes * 60, flags)
+        done[name]["wall_minutes"] = (time.time() - started) / 60
+        results_file.write_text(json.dumps(done, indent=2))
+    text = table([done[n] for n in names], args.budget_minutes)
+    (work / "summary.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
