@@ -7,7 +7,7 @@ DEMO_DIR ?= demo_out
 UTKFACE ?= ../shared/data/utkface
 
 .PHONY: venv demo test test-fast lint bench bench-preprocess bench-input bench-train bench-export \
-	bench-quality bench-faults bench-scaling bench-serving-memory bench-photo-accuracy \
+	bench-quality bench-ablation bench-faults bench-scaling bench-serving-memory bench-photo-accuracy \
 	bench-face-preprocess bench-edge demo-photos check-serving clean
 
 venv: $(STAMP)
@@ -42,6 +42,7 @@ bench-input: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) -m bench.train_throughput
+	$(PY) -m bench.train_speed
 
 bench-export: $(STAMP)
 	$(PY) -m bench.export_latency
@@ -54,6 +55,9 @@ bench-scaling: $(STAMP)
 
 bench-face-preprocess: $(STAMP)
 	$(PY) -m bench.face_preprocess --data_dir=$(UTKFACE) --num_scenes=300
+
+bench-ablation: $(STAMP)
+	$(PY) -m bench.ablation --data_dir=$(UTKFACE)
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data_dir=$(UTKFACE)

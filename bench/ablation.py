@@ -23,16 +23,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from bench import quality  # noqa: E402
 from trainer import evaluate  # noqa: E402
 
-# name -> (records size, trainer flags over the recipe); absl keeps a repeated flag's last value.
+# key -> (what changes, records size, trainer flags over the recipe); absl keeps a repeated
+# flag's last value.
 ROWS = {
-    "recipe (MobileNetV3-Small, 96 px)": (96, []),
-    "112 px": (128, ["--image_size=112"]),
-    "128 px": (128, ["--image_size=128"]),
-    "MobileNetV3-Large": (96, ["--backbone=mobilenet_v3_large"]),
-    "EMA of the weights (0.99)": (96, ["--ema_momentum=0.99"]),
-    "peak LR 4e-3 (recipe 2e-3)": (96, ["--fine_tune_learning_rate=4e-3"]),
-    "DLDL sigma 3 (recipe 2)": (96, ["--dex_sigma=3"]),
-    "bf16": (96, ["--dtype=bf16"]),
+    "recipe": ("the CPU recipe (MobileNetV3-Small, 96 px)", 96, []),
+    "112px": ("112 px (from 128 px records)", 128, ["--image_size=112"]),
+    "128px": ("128 px", 128, ["--image_size=128"]),
+    "large": ("MobileNetV3-Large", 96, ["--backbone=mobilenet_v3_large"]),
+    "ema": ("EMA of the weights, momentum 0.99", 96, ["--ema_momentum=0.99"]),
+    "lr4e-3": ("peak LR 4e-3 (recipe 2e-3)", 96, ["--fine_tune_learning_rate=4e-3"]),
+    "sigma3": ("DLDL label sigma 3 years (recipe 2)", 96, ["--dex_sigma=3"]),
+    "bf16": ("bf16 mixed precision", 96, ["--dtype=bf16"]),
 }
 
 
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     p.add_argument("--data_dir", default="../shared/data/utkface")
     p.add_argument("--work_dir", default="bench_out/ablation")
     p.add_argument("--budget_minutes", type=float, default=6.0, help="training time per row")
-    p.add_argument("--rows", default=",".join(ROWS), help="comma-separated names from ROWS")
+    p.add_argument("--rows", default=",".join(ROWS), help="comma-separated keys of ROWS")
     args = p.parse_args(argv)
     raw, work = Path(args.data_dir).resolve(), Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -81,12 +82,12 @@ def main(argv=None) -> int:
     for i, name in enumerate(names):
         if name in done:  # rerunning resumes: finished rows are kept
             continue
-        size, flags = ROWS[name]
+        label, size, flags = ROWS[name]
         size_dir = work / f"data{size}"
         size_dir.mkdir(exist_ok=True)
         data_dir = quality.preprocess(raw, size_dir, size, 0)
         started = time.time()
-        done[name] = run_row(name, data_dir, work / f"row{i}", args.budget_minutes * 60, flags)
+        done[name] = run_row(label, data_dir, work / f"row{i}", args.budget_minutes * 60, flags)
         done[name]["wall_minutes"] = (time.time() - started) / 60
         results_file.write_text(json.dumps(done, indent=2))
     text = table([done[n] for n in names], args.budget_minutes)

@@ -23,14 +23,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 VARIANTS = {  # name -> Config fields
     "fp32": {},
+    "OneDeviceStrategy": {"_strategy": "one_device_cpu"},  # the trainer's CPU strategy until now
     "bf16": {"dtype": "bf16"},
     "xla": {"enable_xla": True},
     "bf16+xla": {"dtype": "bf16", "enable_xla": True},
     "spe8": {"steps_per_execution": 8},
     "bf16+spe8": {"dtype": "bf16", "steps_per_execution": 8},
 }
-CASES = ("mobilenet_v3_small@96", "mobilenet_v3_large@96", "mobilenet_v3_large@128",
-         "efficientnet_b0@96", "resnet50@64", "resnet50@96")
+CASES = ("mobilenet_v3_small@96", "mobilenet_v3_large@96", "efficientnet_b0@96", "resnet50@64")
+DEFAULT_VARIANTS = ("fp32", "OneDeviceStrategy", "bf16", "xla", "spe8")
 SECONDS = 6  # per timed epoch (two are timed)
 
 
@@ -46,7 +47,8 @@ def measure(backbone: str, size: int, variant: str, batch_size: int) -> dict:
     from trainer import train
     from trainer.config import Config
 
-    fields = VARIANTS[variant]
+    fields = dict(VARIANTS[variant])
+    one_device = fields.pop("_strategy", None)
     spe = fields.get("steps_per_execution", 1)
     with scratch("train_speed_", keep=False) as work:
         fake_records.write_dataset(work, image_size=32, counts={"train": batch_size,
@@ -55,7 +57,10 @@ def measure(backbone: str, size: int, variant: str, batch_size: int) -> dict:
                         weights="none", head="dex", image_size=size, batch_size=batch_size,
                         steps_per_epoch=spe, freeze_epochs=0, **fields)
         keras.mixed_precision.set_dtype_policy(train._POLICIES[config.dtype])
-        strategy = tf.distribute.get_strategy()
+        # The trainer's own CPU strategy (distribution.create_strategy("one_device")), or the
+        # one it used before.
+        strategy = (tf.distribute.OneDeviceStrategy("/cpu:0") if one_device
+                    else tf.distribute.get_strategy())
         plan = train.make_plan(config, stats_file.read(work), 1)
         model = train.build(config, plan, strategy)
         train.compile_stage(model, config, plan, "fine_tune", 3, strategy)
@@ -77,15 +82,27 @@ def measure(backbone: str, size: int, variant: str, batch_size: int) -> dict:
     timer = Timer()
     # The first call traces (and with XLA compiles); the second sizes the timed epochs to about
     # SECONDS, so a slow variant (XLA in bf16 ran at a tenth of fp32) does not take minutes.
-    model.fit(data, steps_per_epoch=spe, epochs=1, callbacks=[timer], verbose=0)
-    model.fit(data, steps_per_epoch=spe, epochs=1, callbacks=[timer], verbose=0)
-    compile_seconds = timer.seconds[0] - timer.seconds[1]
-    steps = max(1, round(SECONDS / timer.seconds[1])) * spe
-    timer.seconds.clear()
-    model.fit(data, steps_per_epoch=steps, epochs=2, callbacks=[timer], verbose=0)
+    with strategy.scope():  # as the trainer fits
+        model.fit(data, steps_per_epoch=spe, epochs=1, callbacks=[timer], verbose=0)
+        model.fit(data, steps_per_epoch=spe, epochs=1, callbacks=[timer], verbose=0)
+        compile_seconds = timer.seconds[0] - timer.seconds[1]
+        steps = max(1, round(SECONDS / timer.seconds[1])) * spe
+        timer.seconds.clear()
+        model.fit(data, steps_per_epoch=steps, epochs=2, callbacks=[timer], verbose=0)
     return {"images_per_second": float(np.median([steps * batch_size / s
                                                   for s in timer.seconds])),
             "compile_seconds": compile_seconds}
+
+
+def cpu_bf16() -> str:
+    """The CPU's bf16 instruction sets (Linux): without them bf16 matmuls are emulated."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    return " ".join(f for f in flags if f in ("avx512_bf16", "amx_bf16", "avx512_vnni"))
 
 
 def _run_variant(case: str, variant: str, batch_size: int) -> dict:
@@ -101,7 +118,8 @@ def _run_variant(case: str, variant: str, batch_size: int) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", default=",".join(CASES), help="backbone@size, comma-separated")
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                   help=f"comma-separated, from {','.join(VARIANTS)}")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--one", help=argparse.SUPPRESS)  # a child process: one case, one variant
     args = p.parse_args(argv)
@@ -110,8 +128,8 @@ def main(argv=None) -> None:
         print(json.dumps(measure(backbone, int(size), args.variants, args.batch_size)))
         return
     variants = args.variants.split(",")
-    print(f"training step images/s, batch {args.batch_size}, {os.cpu_count()} CPU cores; "
-          "x = against fp32 in the same run")
+    print(f"training step images/s, batch {args.batch_size}, {os.cpu_count()} CPU cores "
+          f"(bf16 instructions: {cpu_bf16() or 'none'}); x = against fp32 in the same run")
     print(f"{'case':24s}" + "".join(f"{v:>18s}" for v in variants))
     for case in args.cases.split(","):
         cells, base = [], None

@@ -90,7 +90,12 @@ def create_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy
                    or [d.name for d in tf.config.list_logical_devices("CPU")])
         return tf.distribute.MirroredStrategy(devices)
     if name == "one_device":
-        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+        if gpus:
+            return tf.distribute.OneDeviceStrategy("/gpu:0")
+        # On the CPU, TensorFlow's default strategy: the same single replica, but Keras's
+        # train step under OneDeviceStrategy("/cpu:0") ran 2-3x slower (TF 2.21, 2 cores:
+        # MobileNetV3-Small at 96 px 62 against 180 images/s; `make bench-train` compares them).
+        return tf.distribute.get_strategy()
     raise ValueError(f"--distribution_strategy={name!r}: unknown strategy")
 
 
@@ -226,5 +231,6 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:
-    return (f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s) on "
+    name = type(strategy).__name__.lstrip("_")  # _DefaultDistributionStrategy on one CPU
+    return (f"{name} with {strategy.num_replicas_in_sync} replica(s) on "
             f"{num_workers(strategy)} worker(s)")

@@ -106,12 +106,13 @@ def export_saved_model(model, path: str, framing: Framing, head: str, max_age: i
     # instead exports each keras.Variable as a new variable initialised from the captured one:
     # TF2's loader rebinds the captures, but TF1's session loader (TF Serving) restores only
     # the new ones and the signatures then read variables that were never restored.
-    module.model_variables = _captured_variables(signatures.values())
+    module.model_variables = captured_variables(signatures.values())
     tf.saved_model.save(module, path, signatures=signatures)
     return path
 
 
-def _captured_variables(functions) -> list:
+def captured_variables(functions) -> list:
+    """The tf.Variables the traced functions read, each once, in first-read order."""
     seen, out = set(), []
     for function in functions:
         for variable in function.variables:

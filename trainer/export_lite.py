@@ -112,7 +112,7 @@ def convert(network, *, head: str, max_age: int, image_size: int, quantize: str,
     """
     import tensorflow as tf
 
-    from trainer.export import _captured_variables
+    from trainer.export import captured_variables
 
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"--quantize={quantize!r}: must be one of {', '.join(QUANTIZATIONS)}")
@@ -121,7 +121,7 @@ def convert(network, *, head: str, max_age: int, image_size: int, quantize: str,
     # the tf.Variables the function reads must be tracked as themselves (Keras 3 variables
     # would be saved as copies the function never reads, and convert to nothing).
     holder = tf.Module()
-    holder.model_variables = _captured_variables([function])
+    holder.model_variables = captured_variables([function])
 
     def converter_for(quantize: str):  # one conversion per converter (a second one fails)
         converter = tf.lite.TFLiteConverter.from_concrete_functions([function], holder)
