@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -41,6 +40,7 @@ def measure(backbone: str, size: int, variant: str, batch_size: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
+    from bench.train_throughput import EpochTimer
     from bench.workdir import scratch
     from contract import stats as stats_file
     from preprocessing import fake_records
@@ -56,7 +56,7 @@ def measure(backbone: str, size: int, variant: str, batch_size: int) -> dict:
         config = Config(data_dir=work, model_dir=work + "/model", backbone=backbone,
                         weights="none", head="dex", image_size=size, batch_size=batch_size,
                         steps_per_epoch=spe, freeze_epochs=0, **fields)
-        keras.mixed_precision.set_dtype_policy(train._POLICIES[config.dtype])
+        keras.mixed_precision.set_dtype_policy(train.POLICIES[config.dtype])
         # The trainer's own CPU strategy (distribution.create_strategy("one_device")), or the
         # one it used before.
         strategy = (tf.distribute.OneDeviceStrategy("/cpu:0") if one_device
@@ -69,17 +69,7 @@ def measure(backbone: str, size: int, variant: str, batch_size: int) -> dict:
              tf.constant(rng.uniform(1, 90, batch_size), tf.float32),
              tf.ones([batch_size], tf.float32))
     data = tf.data.Dataset.from_tensors(batch).repeat()
-
-    class Timer(keras.callbacks.Callback):
-        seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.t)
-
-    timer = Timer()
+    timer = EpochTimer()
     # The first call traces (and with XLA compiles); the second sizes the timed epochs to about
     # SECONDS, so a slow variant (XLA in bf16 ran at a tenth of fp32) does not take minutes.
     with strategy.scope():  # as the trainer fits
@@ -102,7 +92,7 @@ def cpu_bf16() -> str:
                           if line.startswith("flags")), [])
     except OSError:
         return "unknown"
-    return " ".join(f for f in flags if f in ("avx512_bf16", "amx_bf16", "avx512_vnni"))
+    return " ".join(f for f in flags if f in ("avx512_bf16", "amx_bf16"))
 
 
 def _run_variant(case: str, variant: str, batch_size: int) -> dict:

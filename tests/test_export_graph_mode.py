@@ -37,7 +37,7 @@ def _export(tmp_path, backbone, head, **framing_kwargs):
                                      Framing(IMAGE_SIZE, **framing_kwargs), head, MAX_AGE)
 
 
-def _assert_both_loaders_agree(path, head):
+def _assert_both_loaders_agree(path, head, max_age=MAX_AGE):
     loaded = tf.saved_model.load(path)
     for signature, feed in sample_inputs().items():
         eager = run_eager(loaded, signature, feed)
@@ -48,7 +48,7 @@ def _assert_both_loaders_agree(path, head):
         for name in names:
             np.testing.assert_array_equal(graph[name], eager[name], err_msg=signature)
         if head == "dex":  # the spread of the very distribution served beside it
-            probs, ages = eager["age_distribution"], np.arange(MAX_AGE + 1)
+            probs, ages = eager["age_distribution"], np.arange(max_age + 1)
             mean = (probs * ages).sum(-1, keepdims=True)
             std = np.sqrt((probs * (ages - mean) ** 2).sum(-1))
             assert eager["age_std"].shape == (2,) and np.all(std > 0), signature
@@ -82,6 +82,25 @@ _EVERY = os.environ.get("FACE_AGE_EXHAUSTIVE") == "1"
         [[(b, h) for b, h in _OTHERS if b == name] for name in sorted({b for b, _ in _OTHERS})])])
 def test_tf_serving_loader_every_backbone(tmp_path, backbone, head):
     _assert_both_loaders_agree(_export(tmp_path, backbone, head), head)
+
+
+def test_an_export_the_trainer_made_loads_in_the_serving_loader(tmp_path):
+    """As trained: trainer.train.run under its CPU strategy (TensorFlow's default one), with the
+    weights' moving average swapped in, exports what the TF1 session loader serves as eager."""
+    from contract import stats as stats_file
+    from preprocessing.fake_records import write_dataset
+    from trainer import train
+    from trainer.config import Config
+
+    data_dir = write_dataset(tmp_path / "data", image_size=IMAGE_SIZE,
+                             counts={"train": 16, "validation": 8})
+    config = Config(data_dir=data_dir, model_dir=str(tmp_path / "m"), backbone="tiny",
+                    weights="none", head="dex", batch_size=8, epochs=2, freeze_epochs=0,
+                    steps_per_epoch=2, ema_momentum=0.5, verbose=0)
+    metrics = train.run(config)  # max_age: the data's (stats.json), which covers every age
+    assert np.isfinite(metrics["val_mae"])
+    _assert_both_loaders_agree(str(tmp_path / "m" / "saved_model"), "dex",
+                               max_age=int(stats_file.read(data_dir).max_age))
 
 
 def test_the_checkpoint_holds_each_weight_once(tmp_path):

@@ -31,7 +31,7 @@ from trainer.augment import AugmentConfig
 from trainer.config import Config, with_dirs
 
 STAGES = ("head", "fine_tune")
-_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +215,7 @@ def compile_stage(model: keras.Model, config: Config, plan: Plan, stage: str, ep
     peak = config.head_learning_rate if stage == "head" else config.fine_tune_learning_rate
     lr = schedule.stage_schedule(peak, epochs, plan.steps_per_epoch, config.warmup_epochs)
     with strategy.scope():
-        ema = {"use_ema": config.ema_momentum > 0, "ema_momentum": config.ema_momentum or 0.99}
+        ema = {"use_ema": config.ema_momentum > 0, "ema_momentum": config.ema_momentum}
         if config.optimizer == "adamw":
             optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **ema)
         else:
@@ -243,30 +243,32 @@ def fit_stage(model, config: Config, plan: Plan, stage: str, first_epoch: int, l
     # Keras keeps the epoch a BackupAndRestore restored in model._initial_epoch and never resets
     # it; clear it so the previous stage's value cannot leak into this fit().
     model._initial_epoch = None
+    # The order is what each callback's hooks rely on; Keras calls them in list order.
     callbacks = [
         # First: at each epoch's end the resume state is saved before the best weights, which
         # run() keeps only when resume state exists. Both stages keep their backup when they
         # finish (run() removes them once everything is written), so a restart restores a
         # finished stage instead of training it again: the head during fine-tuning, both
-        # during the final evaluation or export.
+        # during the final evaluation or export. With EMA it saves the raw weights and their
+        # average as they are (an exact resume).
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
+    ]
+    if config.ema_momentum:
+        # Before precise BN, so at on_test_begin the average is swapped in before the
+        # statistics are re-estimated for it; before BestWeights, so at on_epoch_end the average
+        # is what is kept (and, after the last epoch, what stays in the model).
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    if calibration_ds is not None:
+        # Before the recorders: its on_epoch_end adds bn_recalibration_seconds to the logs they
+        # record. (The statistics themselves are set at on_test_begin, before any callback's
+        # on_epoch_end saves weights.)
+        callbacks.append(cb.PreciseBN(calibration_ds, plan.bn_recalibration_batches, strategy))
+    callbacks += [
         cb.HistoryWriter(dirs.model_dir, stage, plan.steps_per_epoch * plan.global_batch,
                          plan.val_loss_scale),
         cb.BestWeights(dirs.checkpoint_dir),
         cb.HypertuneReporter(config.hypertune_metric),
     ]
-    if calibration_ds is not None:
-        # Before the recorders: its on_epoch_end adds bn_recalibration_seconds to the logs they
-        # record. (The statistics themselves are set at on_test_begin, before any callback's
-        # on_epoch_end saves weights.)
-        callbacks.insert(1, cb.PreciseBN(calibration_ds, plan.bn_recalibration_batches,
-                                         strategy))
-    if config.ema_momentum:
-        # After BackupAndRestore, which so saves the raw weights and their average as they are
-        # (an exact resume); before precise BN, so at on_test_begin the average is swapped in
-        # before the statistics are re-estimated for it; before BestWeights, so at on_epoch_end
-        # the average is what is kept (and, after the last epoch, what stays in the model).
-        callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if cb.tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(dirs.tensorboard_dir, update_freq="epoch"))
     with strategy.scope():
@@ -305,7 +307,7 @@ def run(config: Config, strategy: tf.distribute.Strategy | None = None) -> dict:
     dirs = distribution.WriteDirs(config.model_dir, config.checkpoint_dir, config.tensorboard_dir,
                                   chief, distribution.worker_id(strategy))
     previous_policy = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(_POLICIES[config.dtype])
+    keras.mixed_precision.set_dtype_policy(POLICIES[config.dtype])
     try:
         keras.utils.set_random_seed(config.seed)
         if config.deterministic:
