@@ -216,6 +216,19 @@ def test_tf_config_chief_rules():
         distribution.tf_config({"TF_CONFIG": "{nope"})
 
 
+def test_a_dex_max_age_below_the_training_ages_is_a_clear_error(tmp_path):
+    """It trained to NaN before: an age past the last class has no label mass."""
+    from contract import stats as stats_file
+    from preprocessing.fake_records import write_dataset
+
+    data_dir = write_dataset(tmp_path, counts={"train": 16, "validation": 4})
+    config = Config(data_dir=data_dir, model_dir=str(tmp_path / "m"), backbone="tiny",
+                    head="dex", max_age=20, batch_size=8)
+    with pytest.raises(ValueError, match=r"--max_age=20: the training split has ages up to"):
+        train.make_plan(config, stats_file.read(data_dir), 1)
+    train.make_plan(dataclasses.replace(config, head="regression"), stats_file.read(data_dir), 1)
+
+
 def test_one_device_on_the_cpu_is_the_default_strategy():
     """Not OneDeviceStrategy("/cpu:0"): Keras's train step ran 2-3x slower under it."""
     import tensorflow as tf

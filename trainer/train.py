@@ -97,6 +97,12 @@ def make_plan(config: Config, stats: Stats, num_replicas: int, num_workers: int 
     record_framing = Framing.from_stats(stats, image_size=image_size,
                                         source=f"stats.json in {config.data_dir!r}")
     max_age = config.max_age or int(stats.max_age) or 100
+    oldest = max((age for age, n in enumerate(train.age_histogram) if n), default=0)
+    if config.head == "dex" and oldest > max_age:
+        # An age past the last class has no label mass: the loss would be NaN from step one.
+        raise ValueError(f"--max_age={config.max_age}: the training split has ages up to "
+                         f"{oldest} (stats.json age_histogram), past the dex head's classes "
+                         f"0..{max_age}; raise it, or 0 = stats.json's max_age")
     histogram = list(train.age_histogram) or [1] * (max_age + 1)
     histogram = (list(histogram) + [0] * (max_age + 1))[:max(len(histogram), max_age + 1)]
     weights = weighting.age_weights(histogram, config.sample_weighting,
