@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in ROWS]
     if unknown:
         p.error(f"--rows: unknown {unknown}; choose from {list(ROWS)}")
-    for i, name in enumerate(names):
+    for name in names:
         if name in done:  # rerunning resumes: finished rows are kept
             continue
         label, size, flags = ROWS[name]
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         size_dir.mkdir(exist_ok=True)
         data_dir = quality.preprocess(raw, size_dir, size, 0)
         started = time.time()
-        done[name] = run_row(label, data_dir, work / f"row{i}", args.budget_minutes * 60, flags)
+        done[name] = run_row(label, data_dir, work / f"row_{name}", args.budget_minutes * 60, flags)
         done[name]["wall_minutes"] = (time.time() - started) / 60
         results_file.write_text(json.dumps(done, indent=2))
     text = table([done[n] for n in names], args.budget_minutes)

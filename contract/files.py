@@ -96,6 +96,18 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
+def read_range(path: str, offset: int, size: int) -> bytes:
+    """Bytes [offset, offset + size) of a file written earlier in the same job; OSError naming
+    the file when it is shorter (staging changed under the job)."""
+    with _open(path) as f:
+        f.seek(offset)
+        data = f.read(size)
+    if len(data) != size:
+        raise OSError(f"{path} holds {len(data)} bytes at {offset}, expected {size}: was "
+                      "OUT/.staging changed during the job?")
+    return data
+
+
 def read_text(path: str) -> str:
     """A whole UTF-8 file; FileNotFoundError naming it when there is none."""
     if _is_local(path):

@@ -2,12 +2,12 @@
 
 The load stage frames each record (``tfrecord_writer.tfrecord_frames``), keeps a bundle's frames
 grouped by shard and writes them as one *fragment* file at the bundle's end (or every
-``FLUSH_BYTES``), emitting one small ``Part`` per shard: where its bytes are, plus each record's
-id, name, age, blur and frame length. Only Parts cross the shuffle; a shard writer reads its
-byte ranges back, drops the copies dedup does not keep, sorts by id and writes the shard. Why:
-on the DirectRunner every byte of a shuffle passes through the runner process, while files cost
-a write and a read. Like Beam's file sinks, a retried bundle writes a new, uniquely named
-fragment; all live under OUT/.staging and go with it.
+``FLUSH_BYTES``), each shard's frames followed by its records' ids, names, ages, blurs and frame
+lengths, and emits one small ``Part`` per shard: where those bytes are. Only Parts cross the
+shuffle; a shard writer reads its byte ranges back, drops the copies dedup does not keep, sorts
+by id and writes the shard. Why: on the DirectRunner every byte of a shuffle passes through the
+runner process, while files cost a write and a read. Like Beam's file sinks, a retried bundle
+writes a new, uniquely named fragment; all live under OUT/.staging and go with it.
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ from __future__ import annotations
 import uuid
 from typing import NamedTuple
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
 from contract import files
-from preprocessing import packing, tfrecord_writer
+from preprocessing import packing
 
 FRAGMENTS_DIR = "fragments"
 # A bundle's frames are written out at this size even before the bundle ends: it bounds a
@@ -38,22 +35,16 @@ class Entry(NamedTuple):
 
 
 class Part(NamedTuple):
-    """One shard's records inside one fragment file: bytes [offset, offset + size).
+    """One shard's records inside one fragment file: their frames at bytes [offset, offset +
+    size), then their Entries, packed, in the next ``entries_size`` bytes.
 
-    The entries travel packed into one bytes value: the DirectRunner holds every shuffled Part
-    decoded in its own process, and one bytes value is far smaller than a tuple per record."""
+    The entries stay in the file: the DirectRunner holds every shuffled Part in its own process
+    (several copies on the way to a worker), so anything per record in a Part would make the
+    runner grow with the data set."""
     path: str
     offset: int
     size: int
-    packed: bytes
-
-    @property
-    def entries(self) -> list[Entry]:
-        return [Entry(*fields) for fields in packing.decode(self.packed)]
-
-
-def pack(entries) -> bytes:
-    return packing.encode([tuple(e) for e in entries])
+    entries_size: int
 
 
 class Spill:
@@ -80,24 +71,21 @@ class Spill:
         for key in sorted(self.groups):
             items = self.groups[key]
             size = sum(len(frame) for _, frame in items)
-            parts.append((key, Part(path, offset, size, pack(e for e, _ in items))))
-            chunks += [frame for _, frame in items]
-            offset += size
-        tfrecord_writer.write_frames(path, chunks)
+            entries = packing.encode([tuple(e) for e, _ in items])
+            parts.append((key, Part(path, offset, size, len(entries))))
+            chunks += [frame for _, frame in items] + [entries]
+            offset += size + len(entries)
+        files.write_bytes(path, b"".join(chunks))
         self.groups, self.num_bytes = {}, 0
         return parts
 
 
 def read(part: Part) -> list[tuple[Entry, bytes]]:
     """A Part's records back as (entry, frame) pairs; fails naming the file if it is short."""
-    with FileSystems.open(part.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.seek(part.offset)
-        data = f.read(part.size)
-    if len(data) != part.size:
-        raise OSError(f"fragment {part.path} holds {len(data)} bytes at {part.offset}, "
-                      f"expected {part.size}: was OUT/.staging changed during the job?")
+    data = files.read_range(part.path, part.offset, part.size + part.entries_size)
     records, start = [], 0
-    for entry in part.entries:
+    for fields in packing.decode(data[part.size:]):
+        entry = Entry(*fields)
         records.append((entry, data[start:start + entry.length]))
         start += entry.length
     return records

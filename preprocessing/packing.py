@@ -1,20 +1,26 @@
 """GroupByBucket: a GroupByKey for many small (key, value) pairs that stays small in the runner.
 
-The DirectRunner holds every shuffled element, decoded, in its own process until the next stage
-runs. Here each worker packs its pairs into one bytes batch per bucket (a stable hash of the
-key) and bundle, so the shuffle carries a few thousand byte strings instead of a Python object
-per input; the grouping by key happens after it, per bucket. The output is GroupByKey's:
-(key, [values]). (The runner still holds each stage's input while sending it: see README.)
+The DirectRunner holds every shuffled element in its own process, and copies each stage's input
+three to four times on its way to a worker (partitioning, the send queue, gRPC), so any value
+per input that crosses a shuffle makes the runner grow with the data set. Here each worker packs
+its pairs into one bytes batch per bucket (a stable hash of the key) and flush; with a
+``spill_dir`` (the local runners) the batches go into one file per flush and only their byte
+ranges cross the shuffle, a few per bucket whatever the data set's size. Without one (Dataflow,
+whose shuffle lives outside the workers) the packed batches themselves cross it. The grouping by
+key happens after the shuffle, per bucket. The output is GroupByKey's: (key, [values]).
 """
 
 from __future__ import annotations
 
+import uuid
 import zlib
 from collections import defaultdict
 
 import apache_beam as beam
 from apache_beam.coders import FastPrimitivesCoder
 from apache_beam.transforms.window import GlobalWindows
+
+from contract import files
 
 # Buckets bound the parallelism after the shuffle (a bucket is one unit of work), so there are
 # many more than workers; a worker flushes its batches after HELD pairs, bounding its memory.
@@ -30,6 +36,9 @@ def bucket(key) -> int:
 
 
 class _Pack(beam.DoFn):
+    def __init__(self, spill_dir: str | None):
+        self.spill_dir = spill_dir
+
     def start_bundle(self):
         self.batches, self.held = defaultdict(list), 0
 
@@ -46,7 +55,16 @@ class _Pack(beam.DoFn):
     def _flush(self) -> list:
         packed = [(b, _CODER.encode(pairs)) for b, pairs in sorted(self.batches.items())]
         self.batches, self.held = defaultdict(list), 0
-        return packed
+        if self.spill_dir is None or not packed:
+            return packed
+        # Like a file sink's temporary files: a retried bundle writes a new, uniquely named file.
+        path = files.join(self.spill_dir, f"{uuid.uuid4().hex}.pairs")
+        files.write_bytes(path, b"".join(data for _, data in packed))
+        ranges, offset = [], 0
+        for b, data in packed:
+            ranges.append((b, (path, offset, len(data))))
+            offset += len(data)
+        return ranges
 
 
 def encode(value) -> bytes:
@@ -67,12 +85,24 @@ def unpack(batches) -> list:
     return list(grouped.items())
 
 
+def _unpack(item) -> list:
+    batches = [files.read_range(*b) if isinstance(b, tuple) else b for b in item[1]]
+    return unpack(batches)
+
+
 class GroupByBucket(beam.PTransform):
     """(key, value) pairs -> (key, [values]), like GroupByKey; keys must be str or bytes and
-    values plain data (tuples, lists, dicts, str, numbers) that FastPrimitivesCoder encodes."""
+    values plain data (tuples, lists, dicts, str, numbers) that FastPrimitivesCoder encodes.
+
+    ``spill_dir``: where the batches are written on runners that hold shuffles in memory (a
+    folder every worker can read, deleted with the job's staging)."""
+
+    def __init__(self, spill_dir: str | None = None):
+        super().__init__()
+        self.spill_dir = spill_dir
 
     def expand(self, pairs):
         return (pairs
-                | "Pack" >> beam.ParDo(_Pack())
+                | "Pack" >> beam.ParDo(_Pack(self.spill_dir))
                 | "Shuffle" >> beam.GroupByKey()
-                | "Unpack" >> beam.FlatMap(lambda item: unpack(item[1])))
+                | "Unpack" >> beam.FlatMap(_unpack))

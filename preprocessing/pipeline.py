@@ -47,6 +47,7 @@ REJECTS = "rejects"
 MERGED = "merged"
 CLAIMS = "claims"
 BLUR = "blur"
+SPILL_DIR = "shuffle"  # under staging: packing.GroupByBucket's batches on local runners
 _log = logging.getLogger(__name__)
 
 
@@ -109,14 +110,18 @@ class RejectDuplicateFileNames(beam.PTransform):
     """LabelRows -> (rows whose file is named once, rejects for every row of a repeated name).
 
     The GroupByKey also spreads the rows over workers before the expensive image stage (the
-    label file itself is read by a single worker)."""
+    label file itself is read by a single worker). ``spill_dir``: see packing.GroupByBucket."""
+
+    def __init__(self, spill_dir: str | None = None):
+        super().__init__()
+        self.spill_dir = spill_dir
 
     def expand(self, rows):
         out = (rows
                # Plain tuples cross the shuffle: Beam's fast coder has no pickle step for them.
                | "KeyByName" >> beam.Map(lambda r: (r.file_name, (
                    r.file_name, r.age, r.source, r.extra, r.split)))
-               | "GroupByName" >> packing.GroupByBucket()
+               | "GroupByName" >> packing.GroupByBucket(self.spill_dir)
                | "Check" >> beam.FlatMap(_unique_names).with_outputs(REJECTS, main="rows"))
         return out.rows, out[REJECTS]
 
@@ -236,11 +241,16 @@ def _resolve(item):
 class ResolveDuplicates(beam.PTransform):
     """(id, Claim) -> (verdicts (id, file name kept or None), rejects, merged counts).
 
-    Only claims cross this shuffle, never pixels; ids claimed once get no verdict."""
+    Only claims cross this shuffle, never pixels; ids claimed once get no verdict.
+    ``spill_dir``: see packing.GroupByBucket."""
+
+    def __init__(self, spill_dir: str | None = None):
+        super().__init__()
+        self.spill_dir = spill_dir
 
     def expand(self, claims):
         out = (claims
-               | "GroupById" >> packing.GroupByBucket()
+               | "GroupById" >> packing.GroupByBucket(self.spill_dir)
                | "Resolve" >> beam.FlatMap(_resolve).with_outputs(REJECTS, MERGED,
                                                                  main="verdicts"))
         return out.verdicts, out[REJECTS], out[MERGED]
@@ -286,18 +296,22 @@ class WriteShards(beam.PTransform):
         return out.shards, out[BLUR]
 
 
-def build(p, config, extra_columns, staging: str):
-    """Adds the whole job to pipeline ``p``; outputs go to ``staging`` (see publish.publish)."""
+def build(p, config, extra_columns, staging: str, spill: bool = False):
+    """Adds the whole job to pipeline ``p``; outputs go to ``staging`` (see publish.publish).
+
+    ``spill``: the per-input shuffles (file names, dedup claims) go through files in staging,
+    for runners that hold every shuffle in their own process (packing.GroupByBucket)."""
+    spill_dir = files.join(staging, SPILL_DIR) if spill else None
     rows, label_rejects = p | "ReadLabels" >> ReadLabels(
         config.label_format, config.labels, config.images, config.max_age)
     plan = rows | "PlanShards" >> shard_plan.PlanShards(
         config.split_ratios, config.group_by, config.num_shards, config.image.framing.image_size)
-    rows, name_rejects = rows | "RejectDuplicateFileNames" >> RejectDuplicateFileNames()
+    rows, name_rejects = rows | "RejectDuplicateFileNames" >> RejectDuplicateFileNames(spill_dir)
     keyed, claims, image_rejects = rows | "LoadImages" >> LoadImages(
         config.images, config.image, plan, files.join(staging, fragments.FRAGMENTS_DIR),
         config.split_ratios, config.group_by, extra_columns, config.max_file_bytes,
         face_stage.framer(config))
-    verdicts, dup_rejects, merged = claims | "ResolveDuplicates" >> ResolveDuplicates()
+    verdicts, dup_rejects, merged = claims | "ResolveDuplicates" >> ResolveDuplicates(spill_dir)
     shards, blur = keyed | "WriteShards" >> WriteShards(staging, config.max_age, verdicts)
     rejects = ((label_rejects, name_rejects, image_rejects, dup_rejects)
                | "AllRejects" >> beam.Flatten()
@@ -309,7 +323,9 @@ def build(p, config, extra_columns, staging: str):
          | "WriteStats" >> beam.Map(
              stats_assembly.write_stats_from_parts, directory=staging, config=config,
              extra_columns=list(extra_columns), shards=AsList(shards),
-             reasons_=AsList(rejects | "Reasons" >> beam.Map(lambda r: r["reason"])),
+             # Counted in the workers (a lifted combine): a million bad rows are a few numbers.
+             reasons_=AsList(rejects | "Reasons" >> beam.Map(lambda r: r["reason"])
+                             | "CountReasons" >> beam.combiners.Count.PerElement()),
              merged=AsList(merged), blur_deciles=AsList(blur_deciles)))
 
 
@@ -332,8 +348,11 @@ def run(config, pipeline_options) -> dict:
 
 def _run_locked(config, pipeline_options, staging: str) -> dict:
     extra_columns = config.extra_columns
-    p = beam.Pipeline(runner=runners.runner_for(pipeline_options), options=pipeline_options)
-    build(p, config, extra_columns, staging)
+    runner = runners.runner_for(pipeline_options)
+    p = beam.Pipeline(runner=runner, options=pipeline_options)
+    # The FnApiRunner (what runner_for returns) holds every shuffle in its own process; Dataflow
+    # shuffles outside the workers, where spilling would only add small reads.
+    build(p, config, extra_columns, staging, spill=runner is not None)
     started = time.monotonic()
     result = p.run()
     result.wait_until_finish()

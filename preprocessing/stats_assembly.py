@@ -61,11 +61,10 @@ def split_stats(shards: Iterable[dict], max_age: float) -> dict:
 
 def write_stats_from_parts(_, directory, config, extra_columns, shards, reasons_, merged,
                            blur_deciles) -> None:
-    """Assembles stats.json from the pipeline's per-shard summaries and writes it to staging."""
+    """Assembles stats.json from the pipeline's per-shard summaries and the (reason, count)
+    pairs of the rejects, and writes it to staging."""
     splits = split_stats(shards, config.max_age)
-    rejects: dict[str, int] = {}
-    for reason in reasons_:
-        rejects[reason] = rejects.get(reason, 0) + 1
+    rejects = dict(reasons_)  # (reason, count) pairs
     deciles = blur_deciles[0] if blur_deciles else []
     written = sum(s["count"] for s in splits.values())
     stats = {

@@ -44,6 +44,6 @@ def test_read_names_a_fragment_that_lost_bytes(tmp_path):
     _fill(spill, [("train", 0, 1)] * 3)
     (_, part), = spill.flush()
     with open(part.path, "r+b") as f:
-        f.truncate(part.size - 1)
+        f.truncate(part.size + part.entries_size - 1)
     with pytest.raises(OSError, match=part.path + ".*expected"):
         fragments.read(part)

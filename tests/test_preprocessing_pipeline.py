@@ -111,7 +111,7 @@ def test_load_images_splits_by_group_and_rejects_rows_without_one(tmp_path):
             str(tmp_path), images.ImageConfig(Framing(image_size=8)), _plan(p),
             str(tmp_path / "fragments"), ratios=(0.5, 0.25, 0.25), group_by="person"))
         groups = (keyed | beam.FlatMap(lambda kv: [(int(e.file_name[0]) % 2, kv[0][0])
-                                                   for e in kv[1].entries])
+                                                   for e, _ in fragments.read(kv[1])])
                   | beam.Distinct() | beam.combiners.Count.PerKey())
         assert_that(groups, equal_to([(0, 1), (1, 1)]), label="one split per person")
         assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"])),

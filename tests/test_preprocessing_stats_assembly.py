@@ -18,7 +18,7 @@ def test_stats_add_up_shards_and_account_for_every_input(tmp_path):
     ]
     stats_assembly.write_stats_from_parts(
         None, directory=str(tmp_path), config=config, extra_columns=["gender"], shards=shards,
-        reasons_=["bad_age", "missing_file", "bad_age"], merged=[1, 2],
+        reasons_=[("bad_age", 2), ("missing_file", 1)], merged=[1, 2],
         blur_deciles=[[float(q) for q in range(11)]])
     stats = json.loads((tmp_path / schema.STATS_FILE).read_text())
     train = stats["splits"]["train"]
