@@ -89,19 +89,21 @@ def preprocess(raw: Path, work: Path, image_size: int, max_images: int) -> Path:
     return out
 
 
-def _history_seconds(model_dir: Path) -> list[float]:
+def history_seconds(model_dir: Path) -> list[float]:
     with open(model_dir / "history.json") as f:
         return [float(r["seconds"]) for r in json.load(f)]
 
 
-def plan_epochs(data_dir: Path, work: Path, budget_s: float, recipe,
-                count_calibration: bool = True) -> tuple[int, dict]:
-    """Epochs that fit the budget, from a short calibration run of the same recipe (whose time
-    the budget includes unless `count_calibration` is false)."""
-    stats = stats_file.read(str(data_dir))
-    n_train = stats.splits["train"].count
-    n_val = stats.splits["validation"].count
-    batch = int(next(a.split("=")[1] for a in recipe if a.startswith("--batch_size=")))
+def batch_size(recipe) -> int:
+    """The recipe's --batch_size (the last one given, as absl reads it)."""
+    return int([a.split("=")[1] for a in recipe if a.startswith("--batch_size=")][-1])
+
+
+def calibrate(data_dir: Path, work: Path, recipe) -> dict:
+    """Costs of the recipe on this machine, from a short run of it: seconds per training step,
+    per validation pass and for start-up (imports, build, tracing), and the run's own seconds."""
+    n_val = stats_file.read(str(data_dir)).splits["validation"].count
+    batch = batch_size(recipe)
     started = time.time()
     cal_dir = _empty(work / "calibration")
     _run([sys.executable, "-m", "trainer.task", f"--data_dir={data_dir}",
@@ -112,20 +114,28 @@ def plan_epochs(data_dir: Path, work: Path, budget_s: float, recipe,
     # Epoch 2 is past tracing: it costs S steps + one validation pass. A validation image costs
     # about a third of a training image (forward only, no augmentation): an assumption, which
     # only shifts the validation share of each epoch.
-    epoch2 = _history_seconds(cal_dir)[-1]
+    epoch2 = history_seconds(cal_dir)[-1]
     val_steps_equiv = n_val / (3 * batch)
     step_s = epoch2 / (CALIBRATION_STEPS + val_steps_equiv)
-    epoch_s = (n_train // batch + val_steps_equiv) * step_s
-    startup_s = max(0.0, spent - sum(_history_seconds(cal_dir)))  # imports, build, tracing
+    return {"calibration_seconds": round(spent, 1), "seconds_per_step": round(step_s, 4),
+            "seconds_per_validation": round(val_steps_equiv * step_s, 1),
+            "startup_seconds": round(max(0.0, spent - sum(history_seconds(cal_dir))), 1)}
+
+
+def plan_epochs(data_dir: Path, work: Path, budget_s: float, recipe) -> tuple[int, dict]:
+    """Epochs that fit the budget, which includes a short calibration run of the same recipe."""
+    n_train = stats_file.read(str(data_dir)).splits["train"].count
+    batch = batch_size(recipe)
+    info = calibrate(data_dir, work, recipe)
+    epoch_s = (n_train // batch) * info["seconds_per_step"] + info["seconds_per_validation"]
     # 60 s for restoring the best weights and the export.
-    remaining = budget_s - (spent if count_calibration else 0) - startup_s - 60
+    remaining = budget_s - info["calibration_seconds"] - info["startup_seconds"] - 60
     epochs = max(1, int(remaining // epoch_s))
-    info = {"calibration_seconds": round(spent, 1), "seconds_per_step": round(step_s, 4),
-            "seconds_per_epoch_estimate": round(epoch_s, 1), "epochs": epochs}
-    return epochs, info
+    return epochs, {**info, "seconds_per_epoch_estimate": round(epoch_s, 1), "epochs": epochs}
 
 
 def train(data_dir: Path, work: Path, epochs: int, recipe) -> tuple[Path, float]:
+    """Trains the recipe (which may set --steps_per_epoch) for ``epochs`` into WORK/model."""
     # A fresh dir: the trainer resumes from (and compares against the best of) what it finds.
     model_dir = _empty(work / "model")
     seconds = _run([sys.executable, "-m", "trainer.task", f"--data_dir={data_dir}",
@@ -219,7 +229,7 @@ def main(argv=None) -> int:
         model_dir = work / "model"
         with open(model_dir / "config.json") as f:
             epochs = json.load(f)["epochs"]
-        train_s = sum(_history_seconds(model_dir))
+        train_s = sum(history_seconds(model_dir))
     else:
         epochs = args.epochs
         if not epochs:
