@@ -5,7 +5,8 @@
     Parts + duplicate verdicts -> WriteShards (staging) ; rejects -> WriteErrors ; -> WriteStats
 
 Every stage returns (good, rejects): nothing is dropped silently. Encoded images never cross a
-shuffle (plan.py, fragments.py, dedup.py). ``run`` locks OUT and writes into OUT/.staging/RUN_ID;
+shuffle (plan.py, fragments.py, dedup.py), and on the DirectRunner nothing per input does
+(packing.py). ``run`` locks OUT and writes into OUT/.staging/RUN_ID;
 ``publish.publish`` moves the result into OUT only if the job succeeded with at least one record.
 """
 
