@@ -2,7 +2,8 @@
 
     python -m bench.ablation --data_dir=../shared/data/utkface [--budget_minutes 6] [--rows ...]
 
-Each row is the CPU recipe (bench.quality.RECIPE) with some trainer flags changed. A short
+Each row is the recipe the levers were screened against (bench.quality.SCREENING_RECIPE; the
+winners went into bench.quality.RECIPE) with some trainer flags changed. A short
 calibration run of the row measures its step and validation costs (not counted, so every row
 gets the same training time); the row then trains EPOCHS short epochs whose steps fill the
 budget (``--steps_per_epoch``: whole passes over the data would round a few-minute budget to one
@@ -26,8 +27,7 @@ from bench import quality  # noqa: E402
 from contract import stats as stats_file  # noqa: E402
 from trainer import evaluate  # noqa: E402
 
-# key -> (what changes, records size, trainer flags over the recipe); absl keeps a repeated
-# flag's last value.
+# key -> (what changes, records size, trainer flags over the recipe's).
 ROWS = {
     "recipe": ("the CPU recipe (MobileNetV3-Small, 96 px)", 96, []),
     "112px": ("112 px (from 128 px records)", 128, ["--image_size=112"]),
@@ -44,13 +44,15 @@ EPOCHS = 8  # per row: enough for the recipe's warm-up and decay to take shape
 
 
 def plan_steps(budget_s: float, calibration: dict) -> int:
-    """Steps per epoch such that EPOCHS epochs (steps + a validation pass each) fill budget_s."""
-    per_epoch = budget_s / EPOCHS - calibration["seconds_per_validation"]
+    """Steps per epoch such that EPOCHS epochs (steps, precise BN and validation each, and the
+    first epoch's tracing) fill budget_s."""
+    per_epoch = ((budget_s - calibration["first_epoch_extra_seconds"]) / EPOCHS
+                 - calibration["seconds_per_epoch_overhead"])
     return max(1, int(per_epoch / calibration["seconds_per_step"]))
 
 
 def run_row(name: str, data_dir: Path, work: Path, budget_s: float, flags: list[str]) -> dict:
-    recipe = (*quality.RECIPE, *flags)
+    recipe = quality.with_flags(quality.SCREENING_RECIPE, *flags)
     work.mkdir(parents=True, exist_ok=True)
     steps = plan_steps(budget_s, quality.calibrate(data_dir, work, recipe))
     n_train = stats_file.read(str(data_dir)).splits["train"].count
