@@ -6,7 +6,10 @@ r"""Age MAE of the whole-photo path against the crop path on the same faces, sid
 Faces come from the validation split of --records (never test), read as the original crops. Each
 is fed directly (crop path) and pasted into a composed scene, upright and rotated, then cut out by
 the predict_photo signature's ops: ``detect``, ``align``, and ``truth`` (the true placement, which
-separates what compositing costs from what detection costs). Scenes are never written.
+separates what compositing costs from what detection costs). Scenes are never written. When the
+records were made with ``--face=detect|align`` (their stats.json says so), the crop path frames
+each crop file as they were made: the face found in it, cut by that mode; a crop whose face is
+not found is left out, as preprocessing left it out.
 """
 
 from __future__ import annotations
@@ -98,12 +101,41 @@ def truth_crop(scene_image: np.ndarray, truth, source, served) -> np.ndarray:
     return framing.decode_and_frame(photos.png_bytes(np.asarray(cut)), served).numpy()
 
 
+def crop_path_images(paths, served, records_face: str | None, detector):
+    """The crop path: (framed [N, S, S, 3], found [N]) for the crop files, framed as the model's
+    records were (the file itself, or the face found in it cut by ``records_face``)."""
+    import tensorflow as tf
+
+    from imaging import faces
+    from trainer import framing, photo_signature, predict
+
+    if records_face is None:
+        images, ok, errors = predict.read_images(paths, served)
+        if errors:
+            raise ValueError(f"{len(errors)} crops unreadable, first: "
+                             f"{next(iter(errors.items()))}")
+        return images, np.ones(len(paths), bool)
+    out, found = [], []
+    for path in paths:
+        with open(path, "rb") as f:
+            image = framing.decode(f.read(), served.image_size, full_size=True)
+        face = faces.choose(faces.from_outputs(detector.detect_image(image)), "largest")
+        found.append(face is not None)
+        out.append(np.zeros((served.image_size,) * 2 + (3,), np.float32) if face is None else
+                   photo_signature.face_crop(
+                       image, tf.constant(face.box, tf.float32),
+                       tf.constant(face.landmarks, tf.float32), records_face,
+                       served.image_size, served.resize, served.margin).numpy())
+    return np.stack(out), np.array(found)
+
+
 def mae(pred, true) -> float:
     return float(np.mean(np.abs(np.asarray(pred) - np.asarray(true)))) if len(pred) else np.nan
 
 
 def main(argv) -> int:
     del argv
+    from contract import stats as stats_file
     from imaging import faces
     from preprocessing import scenes
     from trainer import predict
@@ -116,11 +148,11 @@ def main(argv) -> int:
     chosen = validation_faces(RECORDS.value, NUM_FACES.value, SEED.value)
     paths = [os.path.join(FACES_DIR.value, name) for name, _ in chosen]
     ages = np.array([age for _, age in chosen])
-    images, ok, errors = predict.read_images(paths, served)
-    if errors:
-        raise ValueError(f"{len(errors)} crops unreadable, first: {next(iter(errors.items()))}")
-    crop_pred = predict.predict_ages(loaded, images)
+    records_faces = stats_file.read(RECORDS.value).faces
+    records_face = records_faces.mode if records_faces else None
     detector = faces.detector()
+    images, crop_found = crop_path_images(paths, served, records_face, detector)
+    crop_pred = predict.predict_ages(loaded, images)
     framed = {(c, m): [] for c, _ in CONDITIONS for m in PATHS}
     found = {c: [] for c, _ in CONDITIONS}
     angles = []
@@ -136,9 +168,11 @@ def main(argv) -> int:
         angles.append(angle)
     pred = {key: predict.predict_ages(loaded, np.stack(v)) for key, v in framed.items()}
     angles = np.abs(np.array(angles))
-    both = np.array(found["upright"]) & np.array(found["rotated"])
-    result = {"model": MODEL.value, "faces": len(chosen), "found": {
-        c: int(np.sum(v)) for c, v in found.items()}, "common": int(both.sum()),
+    both = np.array(found["upright"]) & np.array(found["rotated"]) & crop_found
+    result = {"model": MODEL.value, "faces": len(chosen), "crop_path": records_face or "file",
+              "found": {"crop": int(crop_found.sum()),
+                        **{c: int(np.sum(v)) for c, v in found.items()}},
+              "common": int(both.sum()),
         "mae": {"crop": mae(crop_pred[both], ages[both])}, "per_face_vs_crop": {},
         "seconds": 0.0}
     for key, p in pred.items():
@@ -157,9 +191,10 @@ def main(argv) -> int:
         "rotated_minus_upright, align (goal <= 0.5)": m["rotated/align"] - m["upright/align"],
         "rotated_minus_upright, detect": m["rotated/detect"] - m["upright/detect"]}
     result["seconds"] = round(time.perf_counter() - start, 1)
-    print(f"{len(chosen)} validation faces of {MODEL.value}; found upright "
+    print(f"{len(chosen)} validation faces of {MODEL.value}; crop path: "
+          f"{result['crop_path']} (found {result['found']['crop']}); found upright "
           f"{result['found']['upright']}, rotated {result['found']['rotated']}; MAE on the "
-          f"{result['common']} found in both (load average {os.getloadavg()[0]:.1f})")
+          f"{result['common']} found in all (load average {os.getloadavg()[0]:.1f})")
     print("| path | MAE | minus crop MAE | mean abs(age - crop path's age) |\n|---|---|---|---|")
     for key, value in m.items():
         diff = result["per_face_vs_crop"].get(key, 0.0)
