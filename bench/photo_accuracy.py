@@ -7,9 +7,9 @@ Faces come from the validation split of --records (never test), read as the orig
 is fed directly (crop path) and pasted into a composed scene, upright and rotated, then cut out by
 the predict_photo signature's ops: ``detect``, ``align``, and ``truth`` (the true placement, which
 separates what compositing costs from what detection costs). Scenes are never written. When the
-records were made with ``--face=detect|align`` (their stats.json says so), the crop path frames
-each crop file as they were made: the face found in it, cut by that mode; a crop whose face is
-not found is left out, as preprocessing left it out.
+records were made with ``--face=detect|align`` (their stats.json says so), the crop path and the
+``truth`` cut are framed as the records were: the face found in them, cut by that mode; a face not
+found there is left out, as preprocessing left it out.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def whole_photo_crops(source, index: int, seed: int, max_angle: float, served, detector):
+def whole_photo_crops(source, index: int, seed: int, max_angle: float, served, detector,
+                      records_face: str | None):
     """The face of ``source`` in its scene -> ({mode: framed crop} or None if not found, angle)."""
     import tensorflow as tf
 
@@ -81,14 +82,17 @@ def whole_photo_crops(source, index: int, seed: int, max_angle: float, served, d
     out = {mode: photo_signature.face_crop(image, box, marks, mode, served.image_size,
                                                  served.resize, served.margin).numpy()
            for mode in MODES}
-    out["truth"] = truth_crop(image.numpy(), truth, source, served)
-    return out, truth.angle
+    out["truth"] = truth_crop(image.numpy(), truth, source, served, records_face, detector)
+    return (None if out["truth"] is None else out), truth.angle
 
 
-def truth_crop(scene_image: np.ndarray, truth, source, served) -> np.ndarray:
+def truth_crop(scene_image: np.ndarray, truth, source, served, records_face, detector):
     """The source crop's square cut back out of the scene at its true placement (the similarity
-    that took its eyes to the placed eyes), framed: what the scene holds of the face, with no
-    detector or alignment error. Against the crop path it measures the compositing alone."""
+    that took its eyes to the placed eyes), framed as the crop path frames the crop file: what
+    the scene holds of the face, with no scene detection error. Against the crop path it
+    measures the compositing alone. None if records_face is set and no face is found in it."""
+    import tensorflow as tf
+
     from trainer import framing, photos
 
     side = source.image.shape[0]
@@ -98,16 +102,31 @@ def truth_crop(scene_image: np.ndarray, truth, source, served) -> np.ndarray:
     coeffs = (m.real, -m.imag, t.real, m.imag, m.real, t.imag)
     cut = Image.fromarray(scene_image).transform((side, side), Image.AFFINE, coeffs,
                                                  resample=Image.BICUBIC)
+    if records_face:
+        return records_crop(tf.constant(np.asarray(cut)), served, records_face, detector)
     return framing.decode_and_frame(photos.png_bytes(np.asarray(cut)), served).numpy()
+
+
+def records_crop(image, served, records_face: str, detector):
+    """The largest face found in a uint8 [H, W, 3] tensor, cut by ``records_face`` and framed
+    as the model serves: float32 [S, S, 3], or None without a face."""
+    import tensorflow as tf
+
+    from imaging import faces
+    from trainer import photo_signature
+
+    face = faces.choose(faces.from_outputs(detector.detect_image(image)), "largest")
+    if face is None:
+        return None
+    return photo_signature.face_crop(
+        image, tf.constant(face.box, tf.float32), tf.constant(face.landmarks, tf.float32),
+        records_face, served.image_size, served.resize, served.margin).numpy()
 
 
 def crop_path_images(paths, served, records_face: str | None, detector):
     """The crop path: (framed [N, S, S, 3], found [N]) for the crop files, framed as the model's
     records were (the file itself, or the face found in it cut by ``records_face``)."""
-    import tensorflow as tf
-
-    from imaging import faces
-    from trainer import framing, photo_signature, predict
+    from trainer import framing, predict
 
     if records_face is None:
         images, ok, errors = predict.read_images(paths, served)
@@ -115,18 +134,14 @@ def crop_path_images(paths, served, records_face: str | None, detector):
             raise ValueError(f"{len(errors)} crops unreadable, first: "
                              f"{next(iter(errors.items()))}")
         return images, np.ones(len(paths), bool)
-    out, found = [], []
+    crops = []
     for path in paths:
         with open(path, "rb") as f:
             image = framing.decode(f.read(), served.image_size, full_size=True)
-        face = faces.choose(faces.from_outputs(detector.detect_image(image)), "largest")
-        found.append(face is not None)
-        out.append(np.zeros((served.image_size,) * 2 + (3,), np.float32) if face is None else
-                   photo_signature.face_crop(
-                       image, tf.constant(face.box, tf.float32),
-                       tf.constant(face.landmarks, tf.float32), records_face,
-                       served.image_size, served.resize, served.margin).numpy())
-    return np.stack(out), np.array(found)
+        crops.append(records_crop(image, served, records_face, detector))
+    blank = np.zeros((served.image_size,) * 2 + (3,), np.float32)
+    return (np.stack([blank if c is None else c for c in crops]),
+            np.array([c is not None for c in crops]))
 
 
 def mae(pred, true) -> float:
@@ -160,7 +175,7 @@ def main(argv) -> int:
         source = scenes.aligned_crop_source(path, age)
         for condition, max_angle in CONDITIONS:
             crops, angle = whole_photo_crops(source, i, SEED.value, max_angle, served,
-                                             detector)
+                                             detector, records_face)
             found[condition].append(crops is not None)
             for mode in PATHS:
                 framed[condition, mode].append(crops[mode] if crops else
