@@ -35,6 +35,9 @@ MODES = ("detect", "align")
 PATHS = ("truth", *MODES)  # truth: the scene cut at the face's true placement (truth_crop)
 CONDITIONS = (("upright", 0.0), ("rotated", 30.0))
 ANGLE_BINS = ((0, 10), (10, 20), (20, 30.01))
+# The face box's width in the scene (scenes.FACE_WIDTH): small faces are upsampled back to the
+# model's size, so what compositing costs may be resolution, not surroundings.
+WIDTH_BINS = ((40, 80), (80, 150), (150, 300.01))
 
 
 def validation_faces(records: str, limit: int, seed: int) -> list[tuple[str, float]]:
@@ -63,7 +66,8 @@ def _jpeg(rgb: np.ndarray) -> bytes:
 
 def whole_photo_crops(source, index: int, seed: int, max_angle: float, served, detector,
                       records_face: str | None):
-    """The face of ``source`` in its scene -> ({mode: framed crop} or None if not found, angle)."""
+    """The face of ``source`` in its scene -> ({mode: framed crop} or None if not found, its
+    true placement)."""
     import tensorflow as tf
 
     from imaging import faces
@@ -77,13 +81,13 @@ def whole_photo_crops(source, index: int, seed: int, max_angle: float, served, d
     found = faces.from_outputs(detector.detect_image(image))
     best = max(found, key=lambda f: faces.iou(f.box, truth.box), default=None)
     if best is None or faces.iou(best.box, truth.box) < 0.5:
-        return None, truth.angle
+        return None, truth
     box, marks = tf.constant(best.box, tf.float32), tf.constant(best.landmarks, tf.float32)
     out = {mode: photo_signature.face_crop(image, box, marks, mode, served.image_size,
                                                  served.resize, served.margin).numpy()
            for mode in MODES}
     out["truth"] = truth_crop(image.numpy(), truth, source, served, records_face, detector)
-    return (None if out["truth"] is None else out), truth.angle
+    return (None if out["truth"] is None else out), truth
 
 
 def truth_crop(scene_image: np.ndarray, truth, source, served, records_face, detector):
@@ -170,17 +174,18 @@ def main(argv) -> int:
     crop_pred = predict.predict_ages(loaded, images)
     framed = {(c, m): [] for c, _ in CONDITIONS for m in PATHS}
     found = {c: [] for c, _ in CONDITIONS}
-    angles = []
+    angles, widths = [], []
     for i, ((_, age), path) in enumerate(zip(chosen, paths, strict=True)):
         source = scenes.aligned_crop_source(path, age)
         for condition, max_angle in CONDITIONS:
-            crops, angle = whole_photo_crops(source, i, SEED.value, max_angle, served,
-                                             detector, records_face)
+            crops, placed = whole_photo_crops(source, i, SEED.value, max_angle, served,
+                                              detector, records_face)
             found[condition].append(crops is not None)
             for mode in PATHS:
                 framed[condition, mode].append(crops[mode] if crops else
                                                np.zeros((size, size, 3), np.float32))
-        angles.append(angle)
+        angles.append(placed.angle)  # the rotated scene's; both place the face alike
+        widths.append(placed.box[2] - placed.box[0])
     pred = {key: predict.predict_ages(loaded, np.stack(v)) for key, v in framed.items()}
     angles = np.abs(np.array(angles))
     both = np.array(found["upright"]) & np.array(found["rotated"]) & crop_found
@@ -197,6 +202,15 @@ def main(argv) -> int:
         f"{mode}/{lo}-{int(hi)}": mae(pred["rotated", mode][both & (angles >= lo) & (angles < hi)],
                                       ages[both & (angles >= lo) & (angles < hi)])
         for mode in MODES for lo, hi in ANGLE_BINS}
+    widths = np.array(widths)
+    by_width = {"crop": crop_pred, "upright/truth": pred["upright", "truth"],
+                "upright/align": pred["upright", "align"]}
+    result["mae_by_face_width"] = {
+        f"{key}/{lo}-{int(hi)}px": mae(p[both & (widths >= lo) & (widths < hi)],
+                                       ages[both & (widths >= lo) & (widths < hi)])
+        for key, p in by_width.items() for lo, hi in WIDTH_BINS}
+    result["faces_by_face_width"] = {f"{lo}-{int(hi)}px": int(np.sum(
+        both & (widths >= lo) & (widths < hi))) for lo, hi in WIDTH_BINS}
     m = result["mae"]
     result["goals"] = {
         "whole_photo_minus_crop (align, upright; goal <= 0.3)": m["upright/align"] - m["crop"],
@@ -216,6 +230,9 @@ def main(argv) -> int:
         print(f"| {key} | {value:.2f} | {value - m['crop']:+.2f} | {diff:.2f} |")
     print("| rotated, by abs(angle) | " + " | ".join(
         f"{k}: {v:.2f}" for k, v in result["mae_by_angle"].items()) + " |")
+    print("| by face width in the scene | " + " | ".join(
+        f"{k}: {v:.2f}" for k, v in result["mae_by_face_width"].items()) + " |")
+    print(f"faces per width: {result['faces_by_face_width']}")
     for name, value in result["goals"].items():
         print(f"{name}: {value:+.2f}")
     if OUTPUT.value:
