@@ -30,7 +30,7 @@ MAX_FACES = 3
 JPEG_QUALITY = 92
 TRUTH_FILE = "truth.jsonl"
 SCENES_DIR = "scenes"
-_CONTEXT = 1.35  # how much of the source around the face box is pasted (feathered away)
+CONTEXT = 1.35  # how much of the source around the face box is pasted (feathered away)
 _FEATHER = 0.08  # feather width, fraction of the pasted patch's short side
 
 # UTKFace's "aligned & cropped" faces are 200x200 with the eyes at fixed places. Face box: the
@@ -145,11 +145,12 @@ def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     return image + rng.normal(0, rng.uniform(0, 8), image.shape).astype(np.float32)  # grain
 
 
-def face_patch(source: FaceSource, face_width: float, angle: float):
-    """The source's face region scaled so its box is ``face_width`` wide, rotated by ``angle``
-    (degrees, counter-clockwise as seen). -> (RGBA patch, map source -> patch coordinates)."""
+def face_patch(source: FaceSource, face_width: float, angle: float, context: float = CONTEXT):
+    """The source's face region (``context`` times its box, within the source) scaled so its box
+    is ``face_width`` wide, rotated by ``angle`` (degrees, counter-clockwise as seen).
+    -> (RGBA patch, map source -> patch coordinates)."""
     x1, y1, x2, y2 = source.box
-    cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * _CONTEXT / 2
+    cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * context / 2
     h, w = source.image.shape[:2]
     left, top = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
     right, bottom = min(w, math.ceil(cx + half)), min(h, math.ceil(cy + half))
@@ -176,9 +177,11 @@ def face_patch(source: FaceSource, face_width: float, angle: float):
 
 
 def compose(sources, rng: np.random.Generator, num_faces: int | None = None,
-            max_angle: float = MAX_ANGLE) -> Scene:
+            max_angle: float = MAX_ANGLE, context: float = CONTEXT) -> Scene:
     """One scene with ``num_faces`` (default: 0-3 at random) faces drawn from ``sources``.
-    ``max_angle=0`` gives the same scene (same draws) with every face upright."""
+    ``max_angle=0`` gives the same scene (same draws) with every face upright. ``context``: how
+    much around each face box is pasted (its multiple; a large one pastes the whole source,
+    keeping the face's own surroundings)."""
     width = int(rng.integers(SCENE_WIDTH[0], SCENE_WIDTH[1] + 1))
     height = int(rng.integers(SCENE_HEIGHT[0], SCENE_HEIGHT[1] + 1))
     canvas = Image.fromarray(np.clip(background(rng, width, height), 0, 255).astype(np.uint8))
@@ -191,7 +194,7 @@ def compose(sources, rng: np.random.Generator, num_faces: int | None = None,
         top_width = min(FACE_WIDTH[1], 0.55 * min(width, height) * bw / max(bw, bh))
         face_width = float(np.exp(rng.uniform(np.log(FACE_WIDTH[0]), np.log(top_width))))
         angle = float(rng.uniform(-1.0, 1.0)) * max_angle
-        patch, to_patch, scale = face_patch(source, face_width, angle)
+        patch, to_patch, scale = face_patch(source, face_width, angle, context)
         half_w, half_h = bw * scale / 2, bh * scale / 2
         for _try in range(40):  # a free spot where the whole box fits; else the face is skipped
             cx = rng.uniform(half_w + 2, width - half_w - 2)
