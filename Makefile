@@ -22,8 +22,11 @@ $(STAMP): setup.py pyproject.toml
 demo: $(STAMP)
 	DEMO_DIR=$(DEMO_DIR) PY=$(PY) bash scripts/demo.sh
 
+# Two processes on two cores: most tests wait on subprocesses, tracing and files, not both cores.
+# Every test owns its tmp_path and free ports, so they run in any order and in parallel.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -70,6 +70,7 @@ setup(
         "faces": FACES,
         "dev": [
             "pytest>=8",
+            "pytest-xdist>=3.5",  # make test runs the suite on TEST_WORKERS processes
             "ruff>=0.6",
             "import-linter>=2.1",  # make lint: the layers in pyproject.toml
             "gcp-storage-emulator>=2024.8.3",
