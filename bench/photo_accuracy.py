@@ -23,8 +23,6 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from preprocessing import scenes
-
 MODEL = flags.DEFINE_string("model", None, "Trainer MODEL_DIR or SavedModel.", required=True)
 RECORDS = flags.DEFINE_string("records", None, "The preprocessing output the model was trained "
                               "and validated on.", required=True)
@@ -33,9 +31,9 @@ FACES_DIR = flags.DEFINE_string("faces_dir", "../shared/data/utkface/images",
 NUM_FACES = flags.DEFINE_integer("num_faces", 300, "Validation faces to use.")
 SEED = flags.DEFINE_integer("seed", 0, "Which faces, and the scenes' draws.")
 OUTPUT = flags.DEFINE_string("output", None, "Also write the figures here as JSON.")
-CONTEXT = flags.DEFINE_float("context", scenes.CONTEXT, "How much around the face box is "
-                             "pasted into the scene, as a multiple of the box (feathered at its "
-                             "edge); 3 pastes the whole crop, keeping the face's own surroundings.")
+PASTE = flags.DEFINE_enum("paste", "ellipse", ["ellipse", "rectangle"], "How each crop goes "
+                          "into its scene: a feathered ellipse, or the whole crop as a "
+                          "rectangle (keeps the hair and chin that a tight crop's ellipse drops).")
 MODES = ("detect", "align")
 PATHS = ("truth", *MODES)  # truth: the scene cut at the face's true placement (truth_crop)
 CONDITIONS = (("upright", 0.0), ("rotated", 30.0))
@@ -76,10 +74,11 @@ def whole_photo_crops(source, index: int, seed: int, max_angle: float, served, d
     import tensorflow as tf
 
     from imaging import faces
+    from preprocessing import scenes
     from trainer import framing, photo_signature
 
     s = scenes.compose([source], np.random.default_rng([seed, index]), 1, max_angle,
-                       CONTEXT.value)
+                       PASTE.value)
     [truth] = s.faces
     data = _jpeg(s.image)
     image = framing.decode(data, served.image_size, full_size=True)
@@ -161,6 +160,7 @@ def main(argv) -> int:
     del argv
     from contract import stats as stats_file
     from imaging import faces
+    from preprocessing import scenes
     from trainer import predict
     from trainer.framing import read_framing
 

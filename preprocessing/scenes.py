@@ -30,7 +30,7 @@ MAX_FACES = 3
 JPEG_QUALITY = 92
 TRUTH_FILE = "truth.jsonl"
 SCENES_DIR = "scenes"
-CONTEXT = 1.35  # how much of the source around the face box is pasted (feathered away)
+_CONTEXT = 1.35  # how much of the source around the face box is pasted (feathered away)
 _FEATHER = 0.08  # feather width, fraction of the pasted patch's short side
 
 # UTKFace's "aligned & cropped" faces are 200x200 with the eyes at fixed places. Face box: the
@@ -145,22 +145,34 @@ def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     return image + rng.normal(0, rng.uniform(0, 8), image.shape).astype(np.float32)  # grain
 
 
-def face_patch(source: FaceSource, face_width: float, angle: float, context: float = CONTEXT):
-    """The source's face region (``context`` times its box, within the source) scaled so its box
-    is ``face_width`` wide, rotated by ``angle`` (degrees, counter-clockwise as seen).
+PASTES = ("ellipse", "rectangle")
+
+
+def face_patch(source: FaceSource, face_width: float, angle: float, paste: str = "ellipse"):
+    """The source's face region scaled so its box is ``face_width`` wide, rotated by ``angle``
+    (degrees, counter-clockwise as seen). ``paste``: ``ellipse`` blends it in through a feathered
+    ellipse (no hard edge for a detector to find, but on a tight crop such as UTKFace's, whose
+    face box is nearly the whole image, it also drops the top of the head and the corners);
+    ``rectangle`` keeps the whole region, as a photo within the photo.
     -> (RGBA patch, map source -> patch coordinates)."""
+    if paste not in PASTES:
+        raise ValueError(f"paste={paste!r}: must be one of {', '.join(PASTES)}")
     x1, y1, x2, y2 = source.box
-    cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * context / 2
+    cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * _CONTEXT / 2
     h, w = source.image.shape[:2]
     left, top = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
     right, bottom = min(w, math.ceil(cx + half)), min(h, math.ceil(cy + half))
     scale = face_width / (x2 - x1)
     size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
     crop = Image.fromarray(source.image[top:bottom, left:right]).resize(size, Image.LANCZOS)
-    feather = max(1.0, _FEATHER * min(size))
-    mask = Image.new("L", size, 0)
-    ImageDraw.Draw(mask).ellipse((feather, feather, size[0] - feather, size[1] - feather), 255)
-    crop.putalpha(mask.filter(ImageFilter.GaussianBlur(feather / 2)))
+    if paste == "rectangle":
+        crop.putalpha(255)
+    else:
+        feather = max(1.0, _FEATHER * min(size))
+        mask = Image.new("L", size, 0)
+        ImageDraw.Draw(mask).ellipse((feather, feather, size[0] - feather, size[1] - feather),
+                                     255)
+        crop.putalpha(mask.filter(ImageFilter.GaussianBlur(feather / 2)))
     rotated = crop.rotate(angle, resample=Image.BICUBIC, expand=True)
     # PIL rotates about the patch centre and re-centres it in the expanded patch. With y down,
     # counter-clockwise as seen is p' = [[c, s], [-s, c]] (p - centre) + new centre.
@@ -177,11 +189,10 @@ def face_patch(source: FaceSource, face_width: float, angle: float, context: flo
 
 
 def compose(sources, rng: np.random.Generator, num_faces: int | None = None,
-            max_angle: float = MAX_ANGLE, context: float = CONTEXT) -> Scene:
+            max_angle: float = MAX_ANGLE, paste: str = "ellipse") -> Scene:
     """One scene with ``num_faces`` (default: 0-3 at random) faces drawn from ``sources``.
-    ``max_angle=0`` gives the same scene (same draws) with every face upright. ``context``: how
-    much around each face box is pasted (its multiple; a large one pastes the whole source,
-    keeping the face's own surroundings)."""
+    ``max_angle=0`` gives the same scene (same draws) with every face upright. ``paste``: how
+    each face goes in (``face_patch``)."""
     width = int(rng.integers(SCENE_WIDTH[0], SCENE_WIDTH[1] + 1))
     height = int(rng.integers(SCENE_HEIGHT[0], SCENE_HEIGHT[1] + 1))
     canvas = Image.fromarray(np.clip(background(rng, width, height), 0, 255).astype(np.uint8))
@@ -194,7 +205,7 @@ def compose(sources, rng: np.random.Generator, num_faces: int | None = None,
         top_width = min(FACE_WIDTH[1], 0.55 * min(width, height) * bw / max(bw, bh))
         face_width = float(np.exp(rng.uniform(np.log(FACE_WIDTH[0]), np.log(top_width))))
         angle = float(rng.uniform(-1.0, 1.0)) * max_angle
-        patch, to_patch, scale = face_patch(source, face_width, angle, context)
+        patch, to_patch, scale = face_patch(source, face_width, angle, paste)
         half_w, half_h = bw * scale / 2, bh * scale / 2
         for _try in range(40):  # a free spot where the whole box fits; else the face is skipped
             cx = rng.uniform(half_w + 2, width - half_w - 2)

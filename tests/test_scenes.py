@@ -125,23 +125,21 @@ def test_labelled_crops_read_ages_and_name_bad_files(tmp_path):
         scenes.scene([], 0, 0)
 
 
-def test_a_large_context_keeps_the_faces_own_surroundings():
-    """context=1.35 pastes a feathered ellipse 1.35 times the face box; a large one pastes the
-    ellipse inscribed in the whole source, so a mark beside the face, outside the small region,
-    reaches the scene."""
-    src = scenes.FaceSource(np.zeros((200, 200, 3), np.uint8), (60.0, 60.0, 140.0, 140.0),
-                            ((80.0, 90.0), (120.0, 90.0)), 30.0, "marked.png")
-    src.image[:] = (128, 128, 128)
-    # 60-80 px left and right of the centre: outside 1.35 x the 80 px box (54 px), inside the
-    # whole source's ellipse (100 px less the feather)
-    for side in (np.s_[90:110, 20:40], np.s_[90:110, 160:180]):
-        src.image[side] = (255, 0, 255)  # magenta: no background draws it exactly
+def test_a_rectangle_paste_keeps_the_whole_crop():
+    """The ellipse drops a crop's corners (and on a tight crop the top of the head); the
+    rectangle keeps them: a colour only in the source's corners reaches the scene."""
+    src = scenes.FaceSource(np.full((200, 200, 3), 128, np.uint8), (16.0, 0.0, 179.0, 192.0),
+                            ((60.5, 58.0), (137.0, 58.0)), 30.0, "marked.png")
+    for corner in (np.s_[:20, :20], np.s_[:20, -20:], np.s_[-20:, :20], np.s_[-20:, -20:]):
+        src.image[corner] = (255, 0, 255)  # magenta: no background draws it exactly
 
-    def magenta_pixels(context):
+    def magenta_pixels(paste):
         s = scenes.compose([src], np.random.default_rng(5), num_faces=1, max_angle=0.0,
-                           context=context)
+                           paste=paste)
         rgb = s.image.astype(int)
         return int(np.sum((rgb[..., 0] > 230) & (rgb[..., 1] < 40) & (rgb[..., 2] > 230)))
 
-    assert magenta_pixels(scenes.CONTEXT) == 0
-    assert magenta_pixels(3.0) > 100
+    assert magenta_pixels("ellipse") == 0
+    assert magenta_pixels("rectangle") > 100
+    with pytest.raises(ValueError, match="paste='square'"):
+        scenes.compose([src], np.random.default_rng(5), num_faces=1, paste="square")
