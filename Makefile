@@ -73,7 +73,7 @@ UTK_MODEL ?= bench_out/quality/model
 UTK_RECORDS ?= bench_out/quality/data
 bench-photo-accuracy: $(STAMP)
 	$(PY) -m bench.photo_accuracy --model=$(UTK_MODEL) --records=$(UTK_RECORDS) \
-		--faces_dir=$(UTKFACE)/images --num_faces=$(or $(NUM_FACES),100)
+		--faces_dir=$(UTKFACE)/images --num_faces=$(or $(NUM_FACES),100) --paste=$(or $(PASTE),rectangle)
 
 demo-photos: $(STAMP)
 	DEMO_DIR=$(DEMO_DIR) DEMO_MODEL=$(DEMO_MODEL) PY=$(PY) bash scripts/demo_photos.sh

@@ -233,20 +233,21 @@ def _overlap(a, b, pad: float = 0.0) -> bool:
                 or b[3] + pad <= a[1])
 
 
-def scene(sources, seed: int, index: int) -> Scene:
+def scene(sources, seed: int, index: int, paste: str = "ellipse") -> Scene:
     """Scene ``index`` of the series ``seed``: the same pair always gives the same scene."""
     if not sources:
         raise ValueError("no face sources to compose scenes from")
-    return compose(sources, np.random.default_rng([seed, index]))
+    return compose(sources, np.random.default_rng([seed, index]), paste=paste)
 
 
-def write(sources, output_dir: str, num_scenes: int, seed: int = 0) -> str:
+def write(sources, output_dir: str, num_scenes: int, seed: int = 0,
+          paste: str = "ellipse") -> str:
     """Writes the scenes and truth.jsonl into output_dir; returns the truth file's path."""
     os.makedirs(os.path.join(output_dir, SCENES_DIR), exist_ok=True)
     truth_path = os.path.join(output_dir, TRUTH_FILE)
     with open(truth_path, "w", encoding="utf-8") as truth:
         for i in range(num_scenes):
-            s = scene(sources, seed, i)
+            s = scene(sources, seed, i, paste)
             name = f"scene_{i:05d}.jpg"
             Image.fromarray(s.image).save(os.path.join(output_dir, SCENES_DIR, name),
                                           quality=JPEG_QUALITY)
@@ -288,6 +289,10 @@ def define_flags() -> None:
     flags.DEFINE_string("labels", None, "file_name,real_age CSV for --faces_dir.")
     flags.DEFINE_integer("num_sources", 1000,
                          "How many crops of --faces_dir to draw from (0 = all).")
+    flags.DEFINE_enum("paste", "ellipse", list(PASTES), "ellipse: each crop blended in through "
+                      "a feathered ellipse (no hard edge for a detector to find); rectangle: "
+                      "the whole crop, hair and chin kept (what age figures need).")
+
 
 def main(argv) -> int:
     del argv
@@ -299,7 +304,7 @@ def main(argv) -> int:
         sources = labelled_crops(FLAGS.faces_dir, FLAGS.labels, FLAGS.num_sources, FLAGS.seed)
     else:
         sources = [astronaut()]
-    path = write(sources, FLAGS.output_dir, FLAGS.num_scenes, FLAGS.seed)
+    path = write(sources, FLAGS.output_dir, FLAGS.num_scenes, FLAGS.seed, FLAGS.paste)
     print(f"{FLAGS.num_scenes} scenes from {len(sources)} faces -> {path}", file=sys.stderr)
     return 0
 

@@ -105,6 +105,14 @@ def test_write_and_cli(tmp_path, sources):
             assert set(f) == {"box", "eyes", "angle", "age", "source"}
     first = truth[0]["file"]
     assert (cli / first).read_bytes() == (tmp_path / "lib" / first).read_bytes()
+    # --paste reaches the scenes: the same draws and truth, other pixels where a face is.
+    rect = tmp_path / "rect"
+    subprocess.run([sys.executable, "-m", "preprocessing.scenes", f"--output_dir={rect}",
+                    "--num_scenes=3", "--seed=2", "--paste=rectangle"], cwd=REPO, check=True,
+                   capture_output=True)
+    assert scenes.read_truth(str(rect / scenes.TRUTH_FILE)) == truth
+    with_face = next(t["file"] for t in truth if t["faces"])
+    assert (rect / with_face).read_bytes() != (cli / with_face).read_bytes()
 
 
 def test_labelled_crops_read_ages_and_name_bad_files(tmp_path):
