@@ -16,7 +16,14 @@ from collections.abc import Mapping, Sequence
 BYTES, FLOAT, INT64 = 1, 2, 3  # Feature's oneof field numbers, also used as kind tags here
 
 
+# Tags, key and value lengths are nearly all below 2**14: a table makes them a lookup (the
+# loop below was a tenth of a record's whole preprocessing cost).
+_SMALL = [bytes([v]) if v < 0x80 else bytes([(v & 0x7F) | 0x80, v >> 7]) for v in range(1 << 14)]
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 1 << 14:
+        return _SMALL[value]
     value &= (1 << 64) - 1  # negative int64: two's complement, ten bytes, as protobuf does
     out = bytearray()
     while value > 0x7F:
