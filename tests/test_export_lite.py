@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from fixed_models import grey_dex_model, grey_dex_std, mean_colour_model
+from fixed_models import grey_dex_model, grey_dex_std, mean_colour_model, near_constant_model
 
 from contract.framing import Framing
 from preprocessing import fake_records
@@ -126,6 +126,33 @@ def test_fixed_models_keep_their_known_answers(quantize):
     out = _run(dex, faces)
     np.testing.assert_allclose(out["age"], 1.0, atol=tol / 6)
     np.testing.assert_allclose(out["age_std"], [grey_dex_std(g) for g in greys], atol=tol / 6)
+
+
+def test_int8_keeps_in_float_the_ops_xnnpack_would_refuse():
+    """A layer whose output barely varies over the calibration faces gets a requantization
+    scale outside XNNPACK's range: a plain int8 conversion then cannot start in TFLite's
+    default interpreter. export_lite keeps that op in float, and the model runs."""
+    model = near_constant_model(SIZE)
+
+    def representative():
+        for grey in np.linspace(0, 255, 18):
+            yield {"images": np.full((1, SIZE, SIZE, 3), grey, np.float32)}
+
+    plain = tf.lite.TFLiteConverter.from_keras_model(model)
+    plain.optimizations = [tf.lite.Optimize.DEFAULT]
+    plain.representative_dataset = lambda: ([item["images"]] for item in representative())
+    refused = plain.convert()
+    assert export_lite.xnnpack_refused(refused)
+    with pytest.raises(RuntimeError, match="failed to prepare"):
+        tf.lite.Interpreter(model_content=refused).allocate_tensors()
+
+    content = export_lite.convert(model, head="regression", max_age=120, image_size=SIZE,
+                                  quantize="int8", representative=representative,
+                                  float_head=False)
+    assert export_lite.xnnpack_refused(content) == []
+    greys = np.array([0.0, 100.0, 255.0])
+    faces = np.broadcast_to(greys[:, None, None, None], (3, SIZE, SIZE, 3)).astype(np.float32)
+    np.testing.assert_allclose(_run(content, faces)["age"], 80 * greys / 255 + 5, atol=0.6)
 
 
 def _op_dtypes(interpreter) -> list[tuple[str, type]]:

@@ -136,28 +136,83 @@ def convert(network, *, head: str, max_age: int, image_size: int, quantize: str,
     if quantize == "int8":
         if representative is None:
             raise ValueError("--quantize=int8 needs calibration images (training records)")
-        if float_head:
-            return _with_float_head(converter_for, head, representative)
+        return _int8(converter_for, head, representative, float_head)
     return converter_for(quantize).convert()
 
 
-def _with_float_head(converter_for, head: str, representative) -> bytes:
-    """int8 quantization with the head's ops (head_ops of the float graph) left in float32."""
-    import tensorflow as tf
-
+def _int8(converter_for, head: str, representative, float_head: bool) -> bytes:
+    """int8 quantization with the head's ops (head_ops of the float graph, if ``float_head``)
+    and every op XNNPACK would refuse (xnnpack_refused) left in float32."""
     from trainer import lite
 
-    float_model = converter_for("none").convert()
+    keep_float = head_ops(lite.interpreter(converter_for("none").convert()), head) \
+        if float_head else []
+    content = _int8_keeping(converter_for, representative, keep_float)
+    # Keeping an op in float moves the quantization of its neighbours: check again, a few times.
+    for _ in range(MAX_FLOAT_ROUNDS):
+        refused = xnnpack_refused(content)
+        if not refused:
+            return content
+        keep_float += refused
+        content = _int8_keeping(converter_for, representative, keep_float)
+    raise ValueError(f"int8: XNNPACK still refuses {xnnpack_refused(content)} after keeping "
+                     f"{len(keep_float)} ops in float; use --quantize=float16")
+
+
+def _int8_keeping(converter_for, representative, keep_float: list[str]) -> bytes:
+    import tensorflow as tf
+
+    if not keep_float:
+        return converter_for("int8").convert()
 
     def as_lists():  # the debugger feeds lists, the converter dicts
         for item in representative():
             yield list(item.values())
 
-    options = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_nodes=head_ops(lite.interpreter(float_model), head))
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep_float)
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter_for("int8"), debug_dataset=as_lists, debug_options=options)
     return debugger.get_nondebug_quantized_model()
+
+
+# XNNPACK, TFLite's default CPU delegate, refuses a quantized convolution or fully connected op
+# whose requantization scale (input scale x filter scale / output scale, per channel) is
+# outside [2**-32, 256), and then the interpreter cannot start at all ("failed to prepare").
+# Calibration gives such a scale to an op whose output barely varies over the calibration faces.
+XNNPACK_REQUANT_RANGE = (2.0**-32, 256.0)
+_FILTERED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+MAX_FLOAT_ROUNDS = 3
+
+
+def xnnpack_refused(content: bytes) -> list[str]:
+    """Output tensor names of the int8 ops in a .tflite whose requantization scale XNNPACK
+    refuses (XNNPACK_REQUANT_RANGE)."""
+    import tensorflow as tf
+
+    # Without the default delegate: the model must be inspectable even where XNNPACK fails.
+    interpreter = tf.lite.Interpreter(
+        model_content=content,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType
+        .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+
+    def scales(index):
+        return tensors[index]["quantization_parameters"]["scales"]
+
+    low, high = XNNPACK_REQUANT_RANGE
+    refused = []
+    for op in interpreter._get_ops_details():  # the only per-op listing the Python API has
+        if op["op_name"] not in _FILTERED_OPS:
+            continue
+        data, weights, out = op["inputs"][0], op["inputs"][1], op["outputs"][0]
+        if op["op_name"] == "TRANSPOSE_CONV":  # inputs: output shape, weights, data
+            data, weights = op["inputs"][2], op["inputs"][1]
+        if tensors[out]["dtype"] != np.int8 or not len(scales(out)) or not len(scales(data)):
+            continue
+        ratio = scales(data)[0] * scales(weights) / scales(out)[0]
+        if ratio.min() < low or ratio.max() >= high:
+            refused.append(tensors[out]["name"])
+    return refused
 
 
 def head_ops(interpreter, head: str) -> list[str]:
@@ -189,6 +244,7 @@ def export_lite(model: str, quantize: str, output: str | None = None,
                       if quantize == "int8" else None)
     content = convert(network, head=head, max_age=max_age, image_size=size, quantize=quantize,
                       representative=representative, float_head=float_head)
+    _check_runs(content, size, quantize)
     from trainer.framing import read_framing
 
     served = read_framing(loaded)
@@ -204,6 +260,18 @@ def export_lite(model: str, quantize: str, output: str | None = None,
     files.write_bytes(output, content)
     files.write_bytes(lite.info_path(output), json.dumps(info, indent=2).encode("utf-8"))
     return output
+
+
+def _check_runs(content: bytes, size: int, quantize: str) -> None:
+    """A model that TFLite's default interpreter (XNNPACK included) cannot start is not written."""
+    from trainer import lite
+
+    try:
+        runner = lite.interpreter(content).get_signature_runner(lite.SIGNATURE)
+        runner(**{lite.INPUT: np.zeros((1, size, size, 3), np.float32)})
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"--quantize={quantize}: the converted model does not run in TFLite's "
+                         f"default interpreter: {e}") from e
 
 
 def main(argv):
