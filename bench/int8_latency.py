@@ -57,7 +57,8 @@ def main(argv=None) -> None:
                                               num_threads=1)
             interpreter.allocate_tensors()
             index = interpreter.get_input_details()[0]["index"]
-            name = f"{'minimalistic' if minimalistic else 'standard'} {'int8' if int8 else 'float32'}"
+            kind = "minimalistic" if minimalistic else "standard"
+            name = f"{kind} {'int8' if int8 else 'float32'}"
             runners[name] = (interpreter, index)
     times = {name: [] for name in runners}
     for _ in range(args.repeats + 1):  # the first round warms up and is dropped
