@@ -8,6 +8,7 @@ its pairs into one bytes batch per bucket (a stable hash of the key) and flush; 
 ranges cross the shuffle, a few per bucket whatever the data set's size. Without one (Dataflow,
 whose shuffle lives outside the workers) the packed batches themselves cross it. The grouping by
 key happens after the shuffle, per bucket. The output is GroupByKey's: (key, [values]).
+PackByBucket stops before that last step, for a consumer that works a whole bucket per call.
 """
 
 from __future__ import annotations
@@ -90,6 +91,26 @@ def _unpack(item) -> list:
     return unpack(batches)
 
 
+def unpack_bucket(item) -> list:
+    """One element of PackByBucket -> [(key, [values])] (reads the spilled ranges)."""
+    return _unpack(item)
+
+
+class PackByBucket(beam.PTransform):
+    """(key, value) pairs -> (bucket, [packed batches or their byte ranges]): GroupByBucket
+    without the last step, for a consumer that works a whole bucket per call (unpack_bucket):
+    one element per bucket instead of one per key, which spares Beam's cost per element."""
+
+    def __init__(self, spill_dir: str | None = None):
+        super().__init__()
+        self.spill_dir = spill_dir
+
+    def expand(self, pairs):
+        return (pairs
+                | "Pack" >> beam.ParDo(_Pack(self.spill_dir))
+                | "Shuffle" >> beam.GroupByKey())
+
+
 class GroupByBucket(beam.PTransform):
     """(key, value) pairs -> (key, [values]), like GroupByKey; keys must be str or bytes and
     values plain data (tuples, lists, dicts, str, numbers) that FastPrimitivesCoder encodes.
@@ -103,6 +124,5 @@ class GroupByBucket(beam.PTransform):
 
     def expand(self, pairs):
         return (pairs
-                | "Pack" >> beam.ParDo(_Pack(self.spill_dir))
-                | "Shuffle" >> beam.GroupByKey()
+                | "Packed" >> PackByBucket(self.spill_dir)
                 | "Unpack" >> beam.FlatMap(_unpack))

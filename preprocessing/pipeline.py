@@ -1,7 +1,8 @@
 """The Beam graph: named composite transforms, and ``run`` which tests and run.py both call.
 
-    ReadLabels -> PlanShards (side input) ; ReadLabels -> RejectDuplicateFileNames -> LoadImages
-    LoadImages -> framed records in fragment files + small Parts ; -> claims -> ResolveDuplicates
+    ReadLabels -> PlanShards (side input) ; ReadLabels -> LoadImages (rows grouped by file name:
+    a repeated name is rejected, every other row's image read) -> framed records in fragment
+    files + small Parts ; -> claims -> ResolveDuplicates
     Parts + duplicate verdicts -> WriteShards (staging) ; rejects -> WriteErrors ; -> WriteStats
 
 Every stage returns (good, rejects): nothing is dropped silently. Encoded images never cross a
@@ -107,29 +108,18 @@ def _unique_names(item):
             f"({where})", file_name=name))
 
 
-class RejectDuplicateFileNames(beam.PTransform):
-    """LabelRows -> (rows whose file is named once, rejects for every row of a repeated name).
-
-    The GroupByKey also spreads the rows over workers before the expensive image stage (the
-    label file itself is read by a single worker). ``spill_dir``: see packing.GroupByBucket."""
-
-    def __init__(self, spill_dir: str | None = None):
-        super().__init__()
-        self.spill_dir = spill_dir
-
-    def expand(self, rows):
-        out = (rows
-               # Plain tuples cross the shuffle: Beam's fast coder has no pickle step for them.
-               | "KeyByName" >> beam.Map(lambda r: (r.file_name, (
-                   r.file_name, r.age, r.source, r.extra, r.split)))
-               | "GroupByName" >> packing.GroupByBucket(self.spill_dir)
-               | "Check" >> beam.FlatMap(_unique_names).with_outputs(REJECTS, main="rows"))
-        return out.rows, out[REJECTS]
+def _name_key(row: labels.LabelRow):
+    # Plain tuples cross the shuffle: Beam's fast coder has no pickle step for them.
+    return row.file_name, (row.file_name, row.age, row.source, row.extra, row.split)
 
 
 class _LoadImage(beam.DoFn):
-    """One label row -> its framed record in a fragment file (a Part per shard and bundle), and
-    a claim on its id."""
+    """A bucket of label rows grouped by file name (packing.PackByBucket) -> for each row whose
+    file is named once, its framed record in a fragment file (a Part per shard and bundle) and a
+    claim on its id; rejects for the rows of a repeated name.
+
+    A whole bucket per call: one Beam element per row through the grouping, the check and the
+    load cost more than reading and framing a small image does."""
 
     def __init__(self, images_dir: str, config: images.ImageConfig, fragments_dir: str, ratios,
                  group_by, extra_columns, max_file_bytes: int, framer=None):
@@ -151,7 +141,15 @@ class _LoadImage(beam.DoFn):
         for keyed_part in self.spill.flush():
             yield GlobalWindows.windowed_value(keyed_part)
 
-    def process(self, row, plan):
+    def process(self, bucket, plan):
+        for group in packing.unpack_bucket(bucket):
+            for row in _unique_names(group):
+                if isinstance(row, TaggedOutput):
+                    yield row
+                else:
+                    yield from self._load(row, plan)
+
+    def _load(self, row, plan):
         path = files.join(self.images_dir, row.file_name)
         group = row.group(self.group_by)
         if self.group_by is not None and group is None:
@@ -204,16 +202,20 @@ class _LoadImage(beam.DoFn):
 
 
 class LoadImages(beam.PTransform):
-    """LabelRows -> ((shard key, fragments.Part), claims on ids, rejects): read, validate,
-    resize, measure, choose the split and shard, encode, spill to fragment files.
+    """LabelRows -> ((shard key, fragments.Part), claims on ids, rejects): reject the rows of a
+    file name labelled more than once, then read, validate, resize, measure, choose the split
+    and shard, encode, spill to fragment files.
 
-    A claim is (id, the fields of a dedup.Claim as a plain tuple): Beam's fast coder encodes
-    plain tuples without pickling them."""
+    Grouping by name also spreads the rows over the workers (the label file itself is read by a
+    single worker). A claim is (id, the fields of a dedup.Claim as a plain tuple): Beam's fast
+    coder encodes plain tuples without pickling them. ``spill_dir``: see packing.PackByBucket."""
 
     def __init__(self, images_dir: str, config: images.ImageConfig, plan, fragments_dir: str,
                  ratios=split.DEFAULT_RATIOS, group_by: str | None = None, extra_columns=(),
-                 max_file_bytes: int = limits.MAX_READ_BYTES, framer=None):
+                 max_file_bytes: int = limits.MAX_READ_BYTES, framer=None,
+                 spill_dir: str | None = None):
         super().__init__()
+        self.spill_dir = spill_dir
         self.images_dir, self.config, self.plan, self.framer = images_dir, config, plan, framer
         self.fragments_dir, self.max_file_bytes = fragments_dir, max_file_bytes
         self.ratios, self.group_by, self.extra_columns = ratios, group_by, extra_columns
@@ -221,8 +223,11 @@ class LoadImages(beam.PTransform):
     def expand(self, rows):
         load = _LoadImage(self.images_dir, self.config, self.fragments_dir, self.ratios,
                           self.group_by, self.extra_columns, self.max_file_bytes, self.framer)
-        out = rows | "Load" >> beam.ParDo(load, AsSingleton(self.plan)).with_outputs(
-            REJECTS, CLAIMS, main="records")
+        out = (rows
+               | "KeyByName" >> beam.Map(_name_key)
+               | "GroupByName" >> packing.PackByBucket(self.spill_dir)
+               | "Load" >> beam.ParDo(load, AsSingleton(self.plan)).with_outputs(
+                   REJECTS, CLAIMS, main="records"))
         return out.records, out[CLAIMS], out[REJECTS]
 
 
@@ -307,14 +312,13 @@ def build(p, config, extra_columns, staging: str, spill: bool = False):
         config.label_format, config.labels, config.images, config.max_age)
     plan = rows | "PlanShards" >> shard_plan.PlanShards(
         config.split_ratios, config.group_by, config.num_shards, config.image.framing.image_size)
-    rows, name_rejects = rows | "RejectDuplicateFileNames" >> RejectDuplicateFileNames(spill_dir)
     keyed, claims, image_rejects = rows | "LoadImages" >> LoadImages(
         config.images, config.image, plan, files.join(staging, fragments.FRAGMENTS_DIR),
         config.split_ratios, config.group_by, extra_columns, config.max_file_bytes,
-        face_stage.framer(config))
+        face_stage.framer(config), spill_dir)
     verdicts, dup_rejects, merged = claims | "ResolveDuplicates" >> ResolveDuplicates(spill_dir)
     shards, blur = keyed | "WriteShards" >> WriteShards(staging, config.max_age, verdicts)
-    rejects = ((label_rejects, name_rejects, image_rejects, dup_rejects)
+    rejects = ((label_rejects, image_rejects, dup_rejects)
                | "AllRejects" >> beam.Flatten()
                | "WriteErrors" >> dead_letters.WriteErrors(files.join(staging, schema.ERRORS_DIR),
                                                            NAMESPACE))

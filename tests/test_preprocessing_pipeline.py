@@ -42,14 +42,39 @@ def _plan(p, **num_shards):
     return p | "Plan" >> beam.Create([{"train": 1, "validation": 1, "test": 1, **num_shards}])
 
 
-def test_reject_duplicate_file_names():
-    rows = [_row("a.jpg", 3, "l:2"), _row("b.jpg", 4, "l:3"), _row("a.jpg", 3, "l:4")]
+def test_load_images_rejects_every_row_of_a_repeated_file_name_unread(tmp_path):
+    _png(tmp_path / "b.png")
+    _png(tmp_path / "a.png")  # readable, but labelled twice: neither row can be trusted
+    rows = [_row("a.png", 3, "l:2"), _row("b.png", 4, "l:3"), _row("a.png", 3, "l:4")]
     with BeamTestPipeline() as p:
-        kept, rejects = p | beam.Create(rows) | pipeline.RejectDuplicateFileNames()
-        assert_that(kept | beam.Map(lambda r: r.file_name), equal_to(["b.jpg"]), label="kept")
+        keyed, _, rejects = p | beam.Create(rows) | pipeline.LoadImages(
+            str(tmp_path), images.ImageConfig(Framing(image_size=8)), _plan(p),
+            str(tmp_path / "fragments"))
+        assert_that(keyed | beam.FlatMap(lambda kv: [e.file_name for e, _ in
+                                                     fragments.read(kv[1])]),
+                    equal_to(["b.png"]), label="kept")
         assert_that(rejects | beam.Map(lambda r: (r["input"], r["reason"])),
                     equal_to([("l:2", reasons.DUPLICATE_FILE_NAME),
                               ("l:4", reasons.DUPLICATE_FILE_NAME)]), label="rejects")
+
+
+def test_load_images_spills_through_files_like_in_memory(tmp_path):
+    """With a spill folder (the local runners) the rows reach the loader through files, with
+    the same result as through the shuffle itself (Dataflow)."""
+    for i in range(6):
+        _png(tmp_path / f"{i}.png", color=(i * 40, 0, 0))
+    rows = [_row(f"{i}.png", 20 + i) for i in range(6)]
+    for spill in (None, str(tmp_path / "spill")):
+        with BeamTestPipeline() as p:
+            keyed, claims, _ = p | beam.Create(rows) | pipeline.LoadImages(
+                str(tmp_path), images.ImageConfig(Framing(image_size=8)), _plan(p),
+                str(tmp_path / f"fragments_{spill is None}"), spill_dir=spill)
+            assert_that(keyed | beam.FlatMap(lambda kv: [e.file_name for e, _ in
+                                                         fragments.read(kv[1])]),
+                        equal_to([f"{i}.png" for i in range(6)]), label="kept")
+            assert_that(claims | beam.Map(lambda kv: dedup.Claim(*kv[1]).age),
+                        equal_to([20.0 + i for i in range(6)]), label="claims")
+    assert list((tmp_path / "spill").glob("*.pairs"))  # the rows did go through files
 
 
 def test_resolve_duplicates_keeps_identical_labels_once_and_rejects_conflicts():
