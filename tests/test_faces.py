@@ -129,6 +129,27 @@ def test_blank_and_busy_backgrounds_hold_no_face(detector):
     assert false_positives <= len(empty) // 4
 
 
+def test_refining_stages_never_run_a_network_on_an_empty_batch():
+    """oneDNN's convolution on AVX-512 CPUs returns its input unchanged for an empty batch, so
+    the refining stages must not hand a network zero patches when a photo leaves no box."""
+    import tensorflow as tf
+
+    from imaging import face_detector
+
+    seen = []
+
+    def net(patches):
+        seen.append(int(patches.shape[0]))
+        return tf.reduce_mean(patches, [1, 2]), tf.reduce_max(patches, [1, 2, 3])[:, None]
+
+    image = tf.zeros([1, 48, 48, 3])
+    offsets, prob = face_detector._on_patches(net, image, tf.zeros([0, 4]), 24, 48)
+    assert seen == [1] and offsets.shape == (0, 3) and prob.shape == (0, 1)
+    boxes = tf.constant([[0.0, 0.0, 24.0, 24.0], [10.0, 10.0, 40.0, 40.0]])
+    offsets, _ = face_detector._on_patches(net, image, boxes, 24, 48)
+    assert seen == [1, 3] and offsets.shape == (2, 3)
+
+
 @pytest.fixture(scope="module")
 def scene_results(detector):
     """Ten scenes of 1-3 rotated, scaled astronauts, and what the detector found in each."""
