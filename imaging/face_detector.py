@@ -77,12 +77,17 @@ def _nms_min(boxes, scores, threshold: float):
     return tf.boolean_mask(order, tf.logical_not(beaten))
 
 
+def run_nonempty(fn, batch):
+    """``fn(batch)`` with a blank row appended to the batch and dropped from every output:
+    oneDNN's convolution on AVX-512 CPUs returns its input unchanged for an empty batch, so a
+    network must never see one (a photo where no face box survived a stage)."""
+    blank = tf.zeros(tf.concat([[1], tf.shape(batch)[1:]], 0), batch.dtype)
+    return tf.nest.map_structure(lambda out: out[:-1], fn(tf.concat([batch, blank], 0)))
+
+
 def _on_patches(net, image, boxes, size: int, side: int):
-    """``net`` on the photo's patches under ``boxes``, one output row per box. A blank patch
-    rides along and is dropped: oneDNN's convolution on AVX-512 CPUs returns its input
-    unchanged for an empty batch, so a photo where the last stage left no box would fail."""
-    patches = tf.concat([_patches(image, boxes, size, side), tf.zeros([1, size, size, 3])], 0)
-    return [out[:-1] for out in net(patches)]
+    """``net`` on the photo's patches under ``boxes``, one output row per box."""
+    return run_nonempty(net, _patches(image, boxes, size, side))
 
 
 def _patches(image, boxes, size: int, side: int):

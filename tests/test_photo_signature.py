@@ -136,6 +136,25 @@ def test_the_graphs_aligned_crop_is_pils(degrees, scale):
     assert (want == 0).all(axis=2).mean() > 0.2  # the corner case: black past the edge
 
 
+def test_a_request_without_any_face_never_runs_the_model_on_an_empty_batch(photo_scenes):
+    """oneDNN's convolution on AVX-512 CPUs fails on an empty batch, so a request whose photos
+    hold no face must still hand the age model at least one row (a blank one, dropped)."""
+    import tensorflow as tf
+
+    def outputs_fn(images):
+        with tf.control_dependencies([tf.debugging.assert_positive(
+                tf.shape(images)[0], message="empty batch reached the model")]):
+            return {"age": tf.reduce_mean(images, [1, 2, 3])}
+
+    signature = photo_signature.PhotoSignature(outputs_fn, Framing(SIZE), "detect", max_faces=2)
+    empty = photo_scenes[FACE_COUNTS.index(0)][0]
+    out = signature.predict_photo(tf.constant([empty, empty]))
+    assert out["num_faces"].numpy().tolist() == [0, 0] and not out["ages"].numpy().any()
+    first = photo_scenes[0][0]
+    out = signature.predict_photo(tf.constant([first, empty]))
+    assert out["num_faces"].numpy().tolist() == [2, 0] and out["ages"].numpy()[0].all()
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="face='none'"):
         photo_signature.check_face("none")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from contract.framing import Framing
-from imaging import faces
+from imaging import face_detector, faces
 from trainer import framing
 from trainer.photos import ALIGNED_SIDE
 
@@ -160,7 +160,8 @@ class PhotoSignature(tf.Module):
         valid = tf.range(k)[None, :] < counts[:, None]
         where = tf.where(valid)
         # Only the faces found go through the model, all photos' faces in one batch.
-        ages = tf.reshape(self._outputs_fn(tf.gather_nd(crops, where))["age"], [-1])
+        found = face_detector.run_nonempty(self._outputs_fn, tf.gather_nd(crops, where))
+        ages = tf.reshape(found["age"], [-1])
         ages = tf.scatter_nd(where, tf.cast(ages, tf.float32), tf.shape(valid, tf.int64))
         return {"boxes": boxes, "landmarks": marks, "scores": scores, "ages": ages,
                 "num_faces": counts}
