@@ -33,6 +33,8 @@ ROWS = {
     "112px": ("112 px (from 128 px records)", 128, ["--image_size=112"]),
     "128px": ("128 px", 128, ["--image_size=128"]),
     "large": ("MobileNetV3-Large", 96, ["--backbone=mobilenet_v3_large"]),
+    "minimalistic": ("MobileNetV3-Small minimalistic (ReLU, no squeeze-excite)", 96,
+                     ["--backbone=mobilenet_v3_small_minimalistic"]),
     "ema": ("EMA of the weights, momentum 0.99", 96, ["--ema_momentum=0.99"]),
     "lr4e-3": ("peak LR 4e-3 (recipe 2e-3)", 96, ["--fine_tune_learning_rate=4e-3"]),
     "sigma3": ("DLDL label sigma 3 years (recipe 2)", 96, ["--dex_sigma=3"]),

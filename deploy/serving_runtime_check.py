@@ -24,7 +24,8 @@ import tensorflow as tf  # noqa: E402
 
 from deploy.hostile_images import HOSTILE, flat_png  # noqa: E402
 
-BACKBONES = ("tiny", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "resnet50")
+BACKBONES = ("tiny", "mobilenet_v3_small", "mobilenet_v3_small_minimalistic", "mobilenet_v3_large",
+             "efficientnet_b0", "resnet50")
 HEADS = ("regression", "dex")
 IMAGE_SIZE = 32
 MAX_AGE = 20

@@ -201,6 +201,23 @@ def test_mobilenet_last_block_bn_momentum_and_weights_file(tmp_path):
         model_lib.build_backbone("tiny", 32, weights=str(tmp_path / "missing.weights.h5"))
 
 
+def test_minimalistic_mobilenet_has_no_squeeze_excite_or_hard_swish():
+    """The backbone for int8 on phones and VNNI CPUs: ReLU only, no squeeze-excite, the same
+    block names (so --unfreeze=last_block finds its last block)."""
+    names = {}
+    for backbone in ("mobilenet_v3_small", "mobilenet_v3_small_minimalistic"):
+        m = model_lib.build_model(backbone=backbone, image_size=32, head="dex", max_age=20)
+        layers = m.get_layer("backbone").layers
+        names[backbone] = ({la.name for la in layers if "squeeze_excite" in la.name},
+                           {la.name for la in layers if isinstance(la, keras.layers.Multiply)})
+        model_lib.set_trainable(m, backbone, "fine_tune", "last_block")
+        trained = {v.path.split("/")[0] for v in m.trainable_variables} - {"age_logits"}
+        assert trained and all(n.startswith(("expanded_conv_10_", "conv_1")) for n in trained)
+    squeeze, multiply = names["mobilenet_v3_small"]
+    assert squeeze and multiply  # hard-swish is x * relu6(x + 3) / 6: a Multiply layer
+    assert names["mobilenet_v3_small_minimalistic"] == (set(), set())
+
+
 def test_tf_config_chief_rules():
     cluster = {"worker": ["a:1", "b:2"]}
     assert distribution.is_chief({})

@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from contract import files
 from contract.framing import image_size_problem
 
-BACKBONES = ("resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "tiny")
+BACKBONES = ("resnet50", "mobilenet_v3_small", "mobilenet_v3_small_minimalistic",
+             "mobilenet_v3_large", "efficientnet_b0", "tiny")
 HEADS = ("regression", "dex")
 LOSSES = {"regression": ("mae", "huber", "mse"), "dex": ("kl", "ce")}
 WEIGHTINGS = ("none", "inverse_frequency", "lds")
