@@ -9,6 +9,9 @@ from apache_beam.metrics import Metrics
 
 from contract import files, reasons
 
+NAMESPACE = "preprocessing"  # the job's Beam counters (pipeline.summary_line reads them)
+REJECTS = "rejects"  # the tagged output each stage sends its dead letters to
+
 
 def rejection(input_: str, reason: str, detail: str, file_name: str | None = None) -> dict:
     """One dead-letter line: which input, which reason code, and a message for a human.

@@ -1,14 +1,16 @@
-"""GroupByBucket: a GroupByKey for many small (key, value) pairs that stays small in the runner.
+"""Packing: a shuffle of many small (key, value) pairs that stays small in the runner and costs
+one Beam element per batch, not per pair.
 
 The DirectRunner holds every shuffled element in its own process, and copies each stage's input
 three to four times on its way to a worker (partitioning, the send queue, gRPC), so any value
-per input that crosses a shuffle makes the runner grow with the data set. Here each worker packs
-its pairs into one bytes batch per bucket (a stable hash of the key) and flush; with a
-``spill_dir`` (the local runners) the batches go into one file per flush and only their byte
-ranges cross the shuffle, a few per bucket whatever the data set's size. Without one (Dataflow,
-whose shuffle lives outside the workers) the packed batches themselves cross it. The grouping by
-key happens after the shuffle, per bucket. The output is GroupByKey's: (key, [values]).
-PackByBucket stops before that last step, for a consumer that works a whole bucket per call.
+per input that crosses a shuffle makes the runner grow with the data set; and each element costs
+Beam some microseconds wherever it goes. Here the stage that makes the pairs packs them into one
+bytes batch per bucket (a stable hash of the key) and flush (Packer; Pack for pairs that are
+already elements); with a ``spill_dir`` (the local runners) the batches go into one file per
+flush and only their byte ranges cross the shuffle, a few per bucket whatever the data set's
+size. Without one (Dataflow, whose shuffle lives outside the workers) the packed batches
+themselves cross it. After a GroupByKey on the bucket, unpack_bucket gives GroupByKey's groups,
+(key, [values]), for a consumer that works a whole bucket per call.
 """
 
 from __future__ import annotations
@@ -36,24 +38,21 @@ def bucket(key) -> int:
     return zlib.crc32(data) % NUM_BUCKETS
 
 
-class _Pack(beam.DoFn):
+class Packer:
+    """(key, value) pairs -> [(bucket, packed batch or its byte range)], flushed every HELD
+    pairs. Plain Python, so that a DoFn that makes the pairs can pack them itself (one Beam
+    element per batch instead of one per pair): _Pack, and the label reader."""
+
     def __init__(self, spill_dir: str | None):
         self.spill_dir = spill_dir
-
-    def start_bundle(self):
         self.batches, self.held = defaultdict(list), 0
 
-    def process(self, pair):
-        self.batches[bucket(pair[0])].append(pair)
+    def add(self, key, value) -> list:
+        self.batches[bucket(key)].append((key, value))
         self.held += 1
-        if self.held >= HELD:
-            yield from self._flush()
+        return self.flush() if self.held >= HELD else []
 
-    def finish_bundle(self):
-        for packed in self._flush():
-            yield GlobalWindows.windowed_value(packed)
-
-    def _flush(self) -> list:
+    def flush(self) -> list:
         packed = [(b, _CODER.encode(pairs)) for b, pairs in sorted(self.batches.items())]
         self.batches, self.held = defaultdict(list), 0
         if self.spill_dir is None or not packed:
@@ -66,6 +65,21 @@ class _Pack(beam.DoFn):
             ranges.append((b, (path, offset, len(data))))
             offset += len(data)
         return ranges
+
+
+class _Pack(beam.DoFn):
+    def __init__(self, spill_dir: str | None):
+        self.spill_dir = spill_dir
+
+    def start_bundle(self):
+        self.packer = Packer(self.spill_dir)
+
+    def process(self, pair):
+        yield from self.packer.add(*pair)
+
+    def finish_bundle(self):
+        for packed in self.packer.flush():
+            yield GlobalWindows.windowed_value(packed)
 
 
 def encode(value) -> bytes:
@@ -86,43 +100,19 @@ def unpack(batches) -> list:
     return list(grouped.items())
 
 
-def _unpack(item) -> list:
-    batches = [files.read_range(*b) if isinstance(b, tuple) else b for b in item[1]]
-    return unpack(batches)
-
-
 def unpack_bucket(item) -> list:
-    """One element of PackByBucket -> [(key, [values])] (reads the spilled ranges)."""
-    return _unpack(item)
+    """(bucket, [packed batches or their byte ranges]) after the shuffle -> [(key, [values])]:
+    GroupByKey's groups, for a consumer that works a whole bucket per call."""
+    return unpack([files.read_range(*b) if isinstance(b, tuple) else b for b in item[1]])
 
 
-class PackByBucket(beam.PTransform):
-    """(key, value) pairs -> (bucket, [packed batches or their byte ranges]): GroupByBucket
-    without the last step, for a consumer that works a whole bucket per call (unpack_bucket):
-    one element per bucket instead of one per key, which spares Beam's cost per element."""
-
-    def __init__(self, spill_dir: str | None = None):
-        super().__init__()
-        self.spill_dir = spill_dir
-
-    def expand(self, pairs):
-        return (pairs
-                | "Pack" >> beam.ParDo(_Pack(self.spill_dir))
-                | "Shuffle" >> beam.GroupByKey())
-
-
-class GroupByBucket(beam.PTransform):
-    """(key, value) pairs -> (key, [values]), like GroupByKey; keys must be str or bytes and
-    values plain data (tuples, lists, dicts, str, numbers) that FastPrimitivesCoder encodes.
-
-    ``spill_dir``: where the batches are written on runners that hold shuffles in memory (a
-    folder every worker can read, deleted with the job's staging)."""
+class Pack(beam.PTransform):
+    """(key, value) pairs -> (bucket, packed batch or its byte range) pairs, for a GroupByKey
+    and then unpack_bucket. ``spill_dir``: see the module's docstring."""
 
     def __init__(self, spill_dir: str | None = None):
         super().__init__()
         self.spill_dir = spill_dir
 
     def expand(self, pairs):
-        return (pairs
-                | "Packed" >> PackByBucket(self.spill_dir)
-                | "Unpack" >> beam.FlatMap(_unpack))
+        return pairs | "Pack" >> beam.ParDo(_Pack(self.spill_dir))

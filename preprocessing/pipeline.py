@@ -1,13 +1,16 @@
 """The Beam graph: named composite transforms, and ``run`` which tests and run.py both call.
 
-    ReadLabels -> PlanShards (side input) ; ReadLabels -> LoadImages (rows grouped by file name:
-    a repeated name is rejected, every other row's image read) -> framed records in fragment
-    files + small Parts ; -> claims -> ResolveDuplicates
+    ReadLabels -> expected counts per split -> PlanShards (side input) ;
+    ReadLabels -> rows packed by file name -> LoadImages (a repeated name is rejected, every
+    other row's image read) -> framed records in fragment files + small Parts ;
+    -> packed claims -> ResolveDuplicates
     Parts + duplicate verdicts -> WriteShards (staging) ; rejects -> WriteErrors ; -> WriteStats
 
 Every stage returns (good, rejects): nothing is dropped silently. Encoded images never cross a
 shuffle (plan.py, fragments.py, dedup.py), and on the DirectRunner nothing per input does
-(packing.py). ``run`` locks OUT and writes into OUT/.staging/RUN_ID;
+(packing.py). Per-input values travel packed, a batch per Beam element, and each consumer works
+a whole bucket per call: Beam's cost per element exceeds the work of parsing a label row.
+``run`` locks OUT and writes into OUT/.staging/RUN_ID;
 ``publish.publish`` moves the result into OUT only if the job succeeded with at least one record.
 """
 
@@ -42,14 +45,13 @@ from preprocessing import (
     tfrecord_writer,
 )
 from preprocessing import plan as shard_plan
-from preprocessing.dead_letters import rejection
+from preprocessing.dead_letters import NAMESPACE, REJECTS, rejection
+from preprocessing.label_stage import ReadLabels
 
-NAMESPACE = "preprocessing"
-REJECTS = "rejects"
 MERGED = "merged"
 CLAIMS = "claims"
 BLUR = "blur"
-SPILL_DIR = "shuffle"  # under staging: packing.GroupByBucket's batches on local runners
+SPILL_DIR = "shuffle"  # under staging: packing.Packer's batches on local runners
 _log = logging.getLogger(__name__)
 
 
@@ -59,39 +61,6 @@ class NoValidRecordsError(RuntimeError):
 
 def _counter(name: str):
     return Metrics.counter(NAMESPACE, name)
-
-
-class _ReadSource(beam.DoFn):
-    def __init__(self, max_age: float):
-        self.max_age = max_age
-        self.read = _counter("read")
-
-    def process(self, unit):
-        count = 0
-        try:  # streamed: the label file is never held whole
-            for item in labels.iter_source(unit, self.max_age):
-                count += 1
-                yield TaggedOutput(REJECTS, item) if isinstance(item, dict) else item
-        except labels.LabelError as e:
-            yield TaggedOutput(REJECTS, rejection(unit[1], reasons.BAD_ROW, str(e)))
-        self.read.inc(count)
-
-
-class ReadLabels(beam.PTransform):
-    """Label files (or the image listing) -> (LabelRow, reject dicts)."""
-
-    def __init__(self, label_format: str, labels_path: str | None, images_dir: str,
-                 max_age: float):
-        super().__init__()
-        self.units = labels.sources(label_format, labels_path, images_dir)
-        self.max_age = max_age
-
-    def expand(self, pbegin):
-        out = (pbegin
-               | "ListSources" >> beam.Create(self.units)
-               | "Parse" >> beam.ParDo(_ReadSource(self.max_age)).with_outputs(REJECTS,
-                                                                                main="rows"))
-        return out.rows, out[REJECTS]
 
 
 def _unique_names(item):
@@ -108,22 +77,19 @@ def _unique_names(item):
             f"({where})", file_name=name))
 
 
-def _name_key(row: labels.LabelRow):
-    # Plain tuples cross the shuffle: Beam's fast coder has no pickle step for them.
-    return row.file_name, (row.file_name, row.age, row.source, row.extra, row.split)
-
-
 class _LoadImage(beam.DoFn):
-    """A bucket of label rows grouped by file name (packing.PackByBucket) -> for each row whose
-    file is named once, its framed record in a fragment file (a Part per shard and bundle) and a
-    claim on its id; rejects for the rows of a repeated name.
+    """A bucket of label rows grouped by file name -> for each row whose file is named once, its
+    framed record in a fragment file (a Part per shard and bundle) and a claim on its id, packed
+    by bucket like the rows (packing.Packer); rejects for the rows of a repeated name.
 
     A whole bucket per call: one Beam element per row through the grouping, the check and the
     load cost more than reading and framing a small image does."""
 
     def __init__(self, images_dir: str, config: images.ImageConfig, fragments_dir: str, ratios,
-                 group_by, extra_columns, max_file_bytes: int, framer=None):
+                 group_by, extra_columns, max_file_bytes: int, framer=None,
+                 spill_dir: str | None = None):
         self.images_dir, self.config, self.fragments_dir = images_dir, config, fragments_dir
+        self.spill_dir = spill_dir
         self.framer = framer or face_stage.PlainFramer(config)  # face_stage: --face
         self.max_file_bytes = max_file_bytes
         self.ratios, self.group_by = tuple(ratios), group_by
@@ -136,10 +102,13 @@ class _LoadImage(beam.DoFn):
 
     def start_bundle(self):
         self.spill = fragments.Spill(self.fragments_dir)
+        self.claims = packing.Packer(self.spill_dir)
 
     def finish_bundle(self):
         for keyed_part in self.spill.flush():
             yield GlobalWindows.windowed_value(keyed_part)
+        for packed in self.claims.flush():
+            yield TaggedOutput(CLAIMS, GlobalWindows.windowed_value(packed))
 
     def process(self, bucket, plan):
         for group in packing.unpack_bucket(bucket):
@@ -173,7 +142,8 @@ class _LoadImage(beam.DoFn):
         record_id = record[schema.ID]
         split_name = split.choose_split(record_id, row.split, group, self.ratios)
         num_shards = plan.get(split_name, 1)
-        yield TaggedOutput(CLAIMS, (record_id, (row.file_name, row.label_key(), row.age, path)))
+        for packed in self.claims.add(record_id, (row.file_name, row.label_key(), row.age, path)):
+            yield TaggedOutput(CLAIMS, packed)
         # The shard is known here (split.py planned the counts), so the framed record goes
         # straight into this bundle's fragment file; only its Part crosses the shuffle (on the
         # DirectRunner every shuffled byte passes through the runner process).
@@ -202,63 +172,57 @@ class _LoadImage(beam.DoFn):
 
 
 class LoadImages(beam.PTransform):
-    """LabelRows -> ((shard key, fragments.Part), claims on ids, rejects): reject the rows of a
-    file name labelled more than once, then read, validate, resize, measure, choose the split
-    and shard, encode, spill to fragment files.
+    """Label rows packed by file-name bucket (ReadLabels, PackRows) -> ((shard key,
+    fragments.Part), claims on ids packed by bucket, rejects): reject the rows of a file name
+    labelled more than once, then read, validate, resize, measure, choose the split and shard,
+    encode, spill to fragment files.
 
     Grouping by name also spreads the rows over the workers (the label file itself is read by a
     single worker). A claim is (id, the fields of a dedup.Claim as a plain tuple): Beam's fast
-    coder encodes plain tuples without pickling them. ``spill_dir``: see packing.PackByBucket."""
+    coder encodes plain tuples without pickling them. ``spill_dir``: see packing.Packer."""
 
     def __init__(self, images_dir: str, config: images.ImageConfig, plan, fragments_dir: str,
                  ratios=split.DEFAULT_RATIOS, group_by: str | None = None, extra_columns=(),
                  max_file_bytes: int = limits.MAX_READ_BYTES, framer=None,
                  spill_dir: str | None = None):
         super().__init__()
-        self.spill_dir = spill_dir
-        self.images_dir, self.config, self.plan, self.framer = images_dir, config, plan, framer
-        self.fragments_dir, self.max_file_bytes = fragments_dir, max_file_bytes
-        self.ratios, self.group_by, self.extra_columns = ratios, group_by, extra_columns
+        self.plan = plan
+        self.load = _LoadImage(images_dir, config, fragments_dir, ratios, group_by,
+                               extra_columns, max_file_bytes, framer, spill_dir)
 
-    def expand(self, rows):
-        load = _LoadImage(self.images_dir, self.config, self.fragments_dir, self.ratios,
-                          self.group_by, self.extra_columns, self.max_file_bytes, self.framer)
-        out = (rows
-               | "KeyByName" >> beam.Map(_name_key)
-               | "GroupByName" >> packing.PackByBucket(self.spill_dir)
-               | "Load" >> beam.ParDo(load, AsSingleton(self.plan)).with_outputs(
+    def expand(self, packed_rows):
+        out = (packed_rows
+               | "GroupByName" >> beam.GroupByKey()
+               | "Load" >> beam.ParDo(self.load, AsSingleton(self.plan)).with_outputs(
                    REJECTS, CLAIMS, main="records"))
         return out.records, out[CLAIMS], out[REJECTS]
 
 
-def _resolve(item):
-    _, claims = item
-    claims = [dedup.Claim(*fields) for fields in claims]
-    if len(claims) == 1:
-        return
-    keeper, rejects, merged = dedup.resolve(claims)
-    yield item[0], keeper
-    for r in rejects:
-        yield TaggedOutput(REJECTS, r)
-    if merged:
-        yield TaggedOutput(MERGED, merged)
+def _resolve_bucket(bucket):
+    """One bucket of packed claims -> verdicts for its ids claimed more than once, with their
+    rejects and merged counts (a whole bucket per call, as in _LoadImage)."""
+    for record_id, fields in packing.unpack_bucket(bucket):
+        if len(fields) == 1:
+            continue
+        keeper, rejects, merged = dedup.resolve([dedup.Claim(*f) for f in fields])
+        yield record_id, keeper
+        for r in rejects:
+            yield TaggedOutput(REJECTS, r)
+        if merged:
+            yield TaggedOutput(MERGED, merged)
 
 
 class ResolveDuplicates(beam.PTransform):
-    """(id, Claim) -> (verdicts (id, file name kept or None), rejects, merged counts).
+    """Claims packed by bucket (LoadImages) -> (verdicts (id, file name kept or None), rejects,
+    merged counts).
 
-    Only claims cross this shuffle, never pixels; ids claimed once get no verdict.
-    ``spill_dir``: see packing.GroupByBucket."""
+    Only claims cross this shuffle, never pixels; ids claimed once get no verdict."""
 
-    def __init__(self, spill_dir: str | None = None):
-        super().__init__()
-        self.spill_dir = spill_dir
-
-    def expand(self, claims):
-        out = (claims
-               | "GroupById" >> packing.GroupByBucket(self.spill_dir)
-               | "Resolve" >> beam.FlatMap(_resolve).with_outputs(REJECTS, MERGED,
-                                                                 main="verdicts"))
+    def expand(self, packed_claims):
+        out = (packed_claims
+               | "GroupById" >> beam.GroupByKey()
+               | "Resolve" >> beam.FlatMap(_resolve_bucket).with_outputs(REJECTS, MERGED,
+                                                                        main="verdicts"))
         return out.verdicts, out[REJECTS], out[MERGED]
 
 
@@ -282,13 +246,14 @@ class _WriteShard(beam.DoFn):
                                                [e.age for e, _ in kept], num_bytes, self.max_age)
         summary[face_stage.MULTI_FACE_KEPT] = sum(e.faces_found > 1 for e, _ in kept)
         yield summary
-        for entry, _ in kept:
-            yield TaggedOutput(BLUR, entry.blur)
+        # One list per shard (ApproximateQuantiles takes batches): not one element per record.
+        yield TaggedOutput(BLUR, [entry.blur for entry, _ in kept])
 
 
 class WriteShards(beam.PTransform):
     """(shard key, fragments.Part) -> TFRecord shards in ``directory``, dropping the copies that
-    ``verdicts`` do not keep; emits one summary per shard and the blur of every record written."""
+    ``verdicts`` do not keep; emits one summary per shard and a list per shard of the blur of
+    every record written."""
 
     def __init__(self, directory: str, max_age: float, verdicts):
         super().__init__()
@@ -306,23 +271,25 @@ def build(p, config, extra_columns, staging: str, spill: bool = False):
     """Adds the whole job to pipeline ``p``; outputs go to ``staging`` (see publish.publish).
 
     ``spill``: the per-input shuffles (file names, dedup claims) go through files in staging,
-    for runners that hold every shuffle in their own process (packing.GroupByBucket)."""
+    for runners that hold every shuffle in their own process (packing.py)."""
     spill_dir = files.join(staging, SPILL_DIR) if spill else None
-    rows, label_rejects = p | "ReadLabels" >> ReadLabels(
-        config.label_format, config.labels, config.images, config.max_age)
-    plan = rows | "PlanShards" >> shard_plan.PlanShards(
-        config.split_ratios, config.group_by, config.num_shards, config.image.framing.image_size)
+    rows, expected, label_rejects = p | "ReadLabels" >> ReadLabels(
+        config.label_format, config.labels, config.images, config.max_age, config.split_ratios,
+        config.group_by, spill_dir)
+    plan = expected | "PlanShards" >> shard_plan.PlanShards(config.num_shards,
+                                                             config.image.framing.image_size)
     keyed, claims, image_rejects = rows | "LoadImages" >> LoadImages(
         config.images, config.image, plan, files.join(staging, fragments.FRAGMENTS_DIR),
         config.split_ratios, config.group_by, extra_columns, config.max_file_bytes,
         face_stage.framer(config), spill_dir)
-    verdicts, dup_rejects, merged = claims | "ResolveDuplicates" >> ResolveDuplicates(spill_dir)
+    verdicts, dup_rejects, merged = claims | "ResolveDuplicates" >> ResolveDuplicates()
     shards, blur = keyed | "WriteShards" >> WriteShards(staging, config.max_age, verdicts)
     rejects = ((label_rejects, image_rejects, dup_rejects)
                | "AllRejects" >> beam.Flatten()
                | "WriteErrors" >> dead_letters.WriteErrors(files.join(staging, schema.ERRORS_DIR),
                                                            NAMESPACE))
-    blur_deciles = blur | "BlurDeciles" >> beam.ApproximateQuantiles.Globally(11)
+    blur_deciles = blur | "BlurDeciles" >> beam.ApproximateQuantiles.Globally(
+        11, input_batched=True)
     _ = (p
          | "StatsTrigger" >> beam.Create([None])
          | "WriteStats" >> beam.Map(

@@ -1,4 +1,5 @@
-"""packing.GroupByBucket groups exactly like GroupByKey, with batches bounded per worker."""
+"""packing: Pack, GroupByKey and unpack_bucket group exactly like GroupByKey, with batches
+bounded per worker."""
 
 import apache_beam as beam
 import pytest
@@ -22,7 +23,7 @@ def _spilled(item):
 
 @pytest.mark.parametrize("spill", [False, True])
 @pytest.mark.parametrize("held", [3, packing.HELD])  # flushed mid-bundle, and only at its end
-def test_group_by_bucket_gives_what_group_by_key_gives(monkeypatch, tmp_path, held, spill):
+def test_packed_grouping_gives_what_group_by_key_gives(monkeypatch, tmp_path, held, spill):
     monkeypatch.setattr(packing, "HELD", held)
     spill_dir = str(tmp_path / "shuffle") if spill else None
     pairs = [(f"face_{i % 37}.jpg", (i, float(i) / 2, {"gender": str(i % 2)}, None))
@@ -31,8 +32,8 @@ def test_group_by_bucket_gives_what_group_by_key_gives(monkeypatch, tmp_path, he
     for key, value in pairs:
         expected.setdefault(key, []).append(value)
     with beam.Pipeline("DirectRunner") as p:
-        grouped = (p | beam.Create(pairs) | packing.GroupByBucket(spill_dir)
-                   | beam.Map(_sorted_groups))
+        grouped = (p | beam.Create(pairs) | packing.Pack(spill_dir) | beam.GroupByKey()
+                   | beam.FlatMap(packing.unpack_bucket) | beam.Map(_sorted_groups))
         assert_that(grouped, equal_to([(k, sorted(v)) for k, v in expected.items()]))
     if spill:  # the batches went through files, a few per flush, not one per pair
         written = list((tmp_path / "shuffle").iterdir())
@@ -43,9 +44,9 @@ def test_spilled_batches_cross_the_shuffle_as_byte_ranges(tmp_path):
     pairs = [(f"k{i % 5}", i) for i in range(50)]
     spill_dir = str(tmp_path / "shuffle")
     with beam.Pipeline("DirectRunner") as p:
-        shuffled = (p | beam.Create(pairs) | beam.ParDo(packing._Pack(spill_dir))
+        shuffled = (p | beam.Create(pairs) | packing.Pack(spill_dir)
                     | beam.GroupByKey() | beam.Map(_spilled))
-        grouped = shuffled | beam.FlatMap(packing._unpack) | beam.Map(_sorted_groups)
+        grouped = shuffled | beam.FlatMap(packing.unpack_bucket) | beam.Map(_sorted_groups)
         assert_that(grouped, equal_to([(f"k{k}", list(range(k, 50, 5))) for k in range(5)]))
 
 

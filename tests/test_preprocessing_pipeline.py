@@ -17,7 +17,9 @@ from preprocessing import (
     dedup,
     fragments,
     inputs,
+    label_stage,
     labels,
+    packing,
     pipeline,
     tfrecord_writer,
 )
@@ -38,6 +40,17 @@ def _png(path, color=(10, 200, 30), size=(30, 20)):
     path.write_bytes(buffer.getvalue())
 
 
+def _packed(p, rows, spill_dir=None):
+    return p | beam.Create(rows) | label_stage.PackRows(spill_dir)
+
+
+def _claims(packed):
+    """LoadImages' packed claims -> (id, claim fields), one per claim."""
+    return (packed | "GroupClaims" >> beam.GroupByKey()
+            | "UnpackClaims" >> beam.FlatMap(packing.unpack_bucket)
+            | "OnePerClaim" >> beam.FlatMap(lambda kv: [(kv[0], f) for f in kv[1]]))
+
+
 def _plan(p, **num_shards):
     return p | "Plan" >> beam.Create([{"train": 1, "validation": 1, "test": 1, **num_shards}])
 
@@ -47,7 +60,7 @@ def test_load_images_rejects_every_row_of_a_repeated_file_name_unread(tmp_path):
     _png(tmp_path / "a.png")  # readable, but labelled twice: neither row can be trusted
     rows = [_row("a.png", 3, "l:2"), _row("b.png", 4, "l:3"), _row("a.png", 3, "l:4")]
     with BeamTestPipeline() as p:
-        keyed, _, rejects = p | beam.Create(rows) | pipeline.LoadImages(
+        keyed, _, rejects = _packed(p, rows) | pipeline.LoadImages(
             str(tmp_path), images.ImageConfig(Framing(image_size=8)), _plan(p),
             str(tmp_path / "fragments"))
         assert_that(keyed | beam.FlatMap(lambda kv: [e.file_name for e, _ in
@@ -66,13 +79,13 @@ def test_load_images_spills_through_files_like_in_memory(tmp_path):
     rows = [_row(f"{i}.png", 20 + i) for i in range(6)]
     for spill in (None, str(tmp_path / "spill")):
         with BeamTestPipeline() as p:
-            keyed, claims, _ = p | beam.Create(rows) | pipeline.LoadImages(
+            keyed, claims, _ = _packed(p, rows, spill) | pipeline.LoadImages(
                 str(tmp_path), images.ImageConfig(Framing(image_size=8)), _plan(p),
                 str(tmp_path / f"fragments_{spill is None}"), spill_dir=spill)
             assert_that(keyed | beam.FlatMap(lambda kv: [e.file_name for e, _ in
                                                          fragments.read(kv[1])]),
                         equal_to([f"{i}.png" for i in range(6)]), label="kept")
-            assert_that(claims | beam.Map(lambda kv: dedup.Claim(*kv[1]).age),
+            assert_that(_claims(claims) | beam.Map(lambda kv: dedup.Claim(*kv[1]).age),
                         equal_to([20.0 + i for i in range(6)]), label="claims")
     assert list((tmp_path / "spill").glob("*.pairs"))  # the rows did go through files
 
@@ -82,7 +95,8 @@ def test_resolve_duplicates_keeps_identical_labels_once_and_rejects_conflicts():
               ("h2", _claim("b.jpg", 40)), ("h2", _claim("b_copy.jpg", 41)),
               ("h3", _claim("c.jpg", 50))]
     with BeamTestPipeline() as p:
-        verdicts, rejects, merged = (p | beam.Create(claims) | pipeline.ResolveDuplicates())
+        verdicts, rejects, merged = (p | beam.Create(claims) | packing.Pack()
+                                     | pipeline.ResolveDuplicates())
         # Only ids claimed more than once get a verdict: keep a.jpg, keep nothing of h2.
         assert_that(verdicts, equal_to([("h1", "a.jpg"), ("h2", None)]), label="verdicts")
         assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"])),
@@ -113,11 +127,12 @@ def test_load_images_spills_each_encoded_record_under_its_planned_shard(tmp_path
     config = images.ImageConfig(Framing(image_size=8))
     with BeamTestPipeline() as p:
         shards_per_split = _plan(p, train=3, validation=3, test=3)
-        keyed, claims, rejects = (p | beam.Create(rows) | pipeline.LoadImages(
+        keyed, claims, rejects = (_packed(p, rows) | pipeline.LoadImages(
             str(images_dir), config, shards_per_split, str(tmp_path / "fragments")))
         assert_that(keyed | beam.FlatMap(lambda kv: [f[1:] for f in _fields(kv)]),
                     equal_to([(3, "good.png", 8, True)]), label="records")
-        assert_that(claims | beam.Map(lambda kv: (len(kv[0]), dedup.Claim(*kv[1]).file_name,
+        assert_that(_claims(claims) | beam.Map(lambda kv: (len(kv[0]),
+                                                           dedup.Claim(*kv[1]).file_name,
                                                  dedup.Claim(*kv[1]).age)),
                     equal_to([(32, "good.png", 5.0)]), label="claims")
         assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"])),
@@ -132,7 +147,7 @@ def test_load_images_splits_by_group_and_rejects_rows_without_one(tmp_path):
         rows.append(_row(f"{i}.png", 20, person=f"p{i % 2}"))
     rows.append(_row("nobody.png", 20, person=""))  # no file: rejected before it is read
     with BeamTestPipeline() as p:
-        keyed, _, rejects = (p | beam.Create(rows) | pipeline.LoadImages(
+        keyed, _, rejects = (_packed(p, rows) | pipeline.LoadImages(
             str(tmp_path), images.ImageConfig(Framing(image_size=8)), _plan(p),
             str(tmp_path / "fragments"), ratios=(0.5, 0.25, 0.25), group_by="person"))
         groups = (keyed | beam.FlatMap(lambda kv: [(int(e.file_name[0]) % 2, kv[0][0])
@@ -143,10 +158,25 @@ def test_load_images_splits_by_group_and_rejects_rows_without_one(tmp_path):
                     equal_to([("nobody.png", reasons.BAD_ROW)]), label="rejects")
 
 
-def test_plan_shards_from_label_rows():
-    rows = [_row(f"{i}.jpg", 20) for i in range(40)]
+def test_read_labels_packs_rows_counts_splits_and_rejects_bad_rows(tmp_path):
+    lines = ["file_name,real_age"] + [f"{i}.jpg,20" for i in range(40)] + ["old.jpg,abc"]
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
     with BeamTestPipeline() as p:
-        counts = p | beam.Create(rows) | shard_plan.PlanShards((0.8, 0.1, 0.1), None, 2, 64)
+        rows, expected, rejects = p | label_stage.ReadLabels(
+            "csv", str(tmp_path / "labels.csv"), str(tmp_path), 120.0, (0.8, 0.1, 0.1))
+        names = (rows | beam.GroupByKey() | beam.FlatMap(packing.unpack_bucket)
+                 | beam.Map(lambda kv: (kv[0], labels.LabelRow(*kv[1][0]).age)))
+        assert_that(names, equal_to([(f"{i}.jpg", 20.0) for i in range(40)]), label="rows")
+        assert_that(expected | beam.Map(lambda c: {k: round(v, 6) for k, v in c.items()}),
+                    equal_to([{"train": 32.0, "validation": 4.0, "test": 4.0}]), label="counts")
+        assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"])),
+                    equal_to([("old.jpg", reasons.BAD_AGE)]), label="rejects")
+
+
+def test_plan_shards_from_expected_counts_of_every_label_source():
+    per_source = [{"train": 16.0, "validation": 2.0, "test": 2.0}] * 2
+    with BeamTestPipeline() as p:
+        counts = p | beam.Create(per_source) | shard_plan.PlanShards(2, 64)
         # 32 / 4 / 4 expected records: two shards each, as asked.
         assert_that(counts, equal_to([{"train": 2, "validation": 2, "test": 2}]))
 
@@ -170,7 +200,7 @@ def test_write_shards_sorts_by_id_and_drops_what_the_verdicts_do_not_keep(tmp_pa
                         | pipeline.WriteShards(str(tmp_path), 120.0, verdicts))
         assert_that(shards | beam.Map(lambda s: (s["split"], s["count"])),
                     equal_to([("train", 2)]), label="summary")
-        assert_that(blur, equal_to([1.5, 1.5]), label="blur")
+        assert_that(blur, equal_to([[1.5, 1.5]]), label="blur")
     names = [tf.train.Example.FromString(r.numpy()).features.feature[schema.FILENAME]
              .bytes_list.value[0] for r in tf.data.TFRecordDataset(
                  str(tmp_path / "train-00000-of-00001"))]
@@ -180,7 +210,7 @@ def test_write_shards_sorts_by_id_and_drops_what_the_verdicts_do_not_keep(tmp_pa
 def _assert_single_reject(images_dir, name, detail, reason=reasons.UNREADABLE_IMAGE):
     config = images.ImageConfig(Framing(image_size=8))
     with BeamTestPipeline() as p:
-        _, _, rejects = p | beam.Create([_row(name, 5)]) | pipeline.LoadImages(
+        _, _, rejects = _packed(p, [_row(name, 5)]) | pipeline.LoadImages(
             str(images_dir), config, _plan(p), str(images_dir / "fragments"))
         assert_that(rejects | beam.Map(lambda r: (r["file_name"], r["reason"], r["detail"])),
                     equal_to([(name, reason, detail)]))
