@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,11 @@ from pathlib import Path
 from bench.preprocess_throughput import plain_loop
 from contract.framing import Framing
 from imaging import images
+from preprocessing.pipeline import PROGRESS_EVERY
+
+# A worker's progress line as the runner relays it, with the worker's own timestamp.
+_PROGRESS = re.compile(r'seconds:\s*(\d+)\s+nanos:\s*(\d+)\s*\}\s*message:\s*"this worker has '
+                       r'loaded \d+ images')
 
 
 def _children(pid: int) -> list[int]:
@@ -62,6 +68,16 @@ def _cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def image_stage_rate(log: str) -> float | None:
+    """Images/s of the load stage alone, from the workers' progress lines in the job's log (one
+    per PROGRESS_EVERY images per worker): start-up, the label stage and everything after the
+    images are left out, so sizes compare on the work that grows with them."""
+    times = sorted(int(s) + int(n) / 1e9 for s, n in _PROGRESS.findall(log))
+    if len(times) < 3 or times[-1] <= times[0]:
+        return None
+    return PROGRESS_EVERY * (len(times) - 1) / (times[-1] - times[0])
+
+
 def run_sampled(cmd: list[str]) -> dict:
     """Seconds, runner and largest-worker peak RSS (MB), worker count and the runner's own CPU
     seconds of one command, sampled every 0.1 s."""
@@ -92,7 +108,7 @@ def run_sampled(cmd: list[str]) -> dict:
     workers = [mb for pid, mb in peaks.items() if pid != proc.pid]
     return {"seconds": seconds, "runner_mb": peaks.get(proc.pid, 0.0),
             "worker_mb": max(workers, default=0.0), "workers": len(workers),
-            "runner_cpu_s": runner_cpu}
+            "runner_cpu_s": runner_cpu, "image_stage_rate": image_stage_rate(err)}
 
 
 def make_sample(folder: Path, size: int) -> list:
@@ -117,9 +133,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     work = Path(args.work_dir)
     print(f"load average before: {os.getloadavg()[0]:.1f}")
-    print("| images | loop img/s | job img/s | job / loop | runner peak RSS | worker peak RSS "
-          "| runner CPU s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| images | loop img/s | job img/s | job / loop | job's image stage img/s | "
+          "runner peak RSS | worker peak RSS | runner CPU s |")
+    print("|---|---|---|---|---|---|---|---|")
     config = images.ImageConfig(Framing(image_size=64))
     for size in (int(s) for s in args.sizes.split(",")):
         folder = work / f"sample_{size}"
@@ -131,8 +147,10 @@ def main(argv=None) -> None:
             sys.executable, "-m", "preprocessing.run", f"--labels={folder / 'labels.csv'}",
             f"--images={folder / 'images'}", f"--output_dir={out}", "--image_size=64",
             "--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"])
+        stage = job["image_stage_rate"]
         print(f"| {size:,} | {size / loop_s:,.0f} | {size / job['seconds']:,.0f} | "
-              f"{loop_s / job['seconds']:.2f}x | {job['runner_mb']:,.0f} MB | "
+              f"{loop_s / job['seconds']:.2f}x | {'-' if stage is None else f'{stage:,.0f}'} | "
+              f"{job['runner_mb']:,.0f} MB | "
               f"{job['worker_mb']:,.0f} MB ({job['workers']} workers) | "
               f"{job['runner_cpu_s']:.1f} |", flush=True)
         shutil.rmtree(out, ignore_errors=True)

@@ -51,6 +51,7 @@ from preprocessing.label_stage import ReadLabels
 MERGED = "merged"
 CLAIMS = "claims"
 BLUR = "blur"
+PROGRESS_EVERY = 1000  # images per worker between progress lines (bench.preprocess_scaling)
 SPILL_DIR = "shuffle"  # under staging: packing.Packer's batches on local runners
 _log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class _LoadImage(beam.DoFn):
 
     def _progress(self):
         self.done += 1
-        if self.done % 1000 == 0:
+        if self.done % PROGRESS_EVERY == 0:
             rate = self.done / max(1e-9, time.monotonic() - self.started)
             _log.info("this worker has loaded %d images (%.0f images/s)", self.done, rate)
 
