@@ -36,10 +36,10 @@ from trainer import evaluate, metrics  # noqa: E402
 # for the thin old-age tail, default augmentation, one stage at a high LR. Precise BN (the
 # trainer's default) re-estimates the BatchNorm statistics before every validation: without it,
 # inference-mode validation MAE stayed near 20 while training MAE fell to ~12 on 3,000 faces.
-# Full UTKFace, flip TTA: 2026-11-25, 26 epochs in 40 min: val MAE 6.10, test 5.89, CS@5 0.551;
-# 2026-11-30 (a slower CPU), 17 epochs in 32 min: val 6.30, test 6.32, CS@5 0.534. Train and
-# validation MAE still fall together at the end: it underfits, so a bigger budget, size or
-# backbone is the next lever, not more regularisation.
+# Figures per run and CPU are in README. At about 20 epochs train and validation MAE still fall
+# together (it underfits); at about 45, on a faster CPU, validation flattens from epoch 30 on
+# while training MAE keeps falling, and this RECIPE and SCREENING_RECIPE tie on validation: more
+# epochs of the same network no longer pay, capacity or pretrained weights would.
 IMAGE_SIZE = 96
 SCREENING_RECIPE = ("--backbone=mobilenet_v3_small", "--weights=none", "--head=dex",
                     "--dex_sigma=2", "--sample_weighting=lds", "--augment=default",
