@@ -28,9 +28,7 @@ def row_key(row: labels.LabelRow):
 
 class _ReadSource(beam.DoFn):
     """A label source -> its rows packed by file-name bucket (packing.Packer), its expected
-    records per split (plan.ExpectedCounts) and rejects. One Beam element per batch of rows,
-    not per row: with one per row, Beam's cost per element was about four times the parsing's,
-    and one worker reads the whole label file while the other waits."""
+    records per split (plan.ExpectedCounts) and rejects."""
 
     def __init__(self, max_age: float, ratios, group_by, spill_dir: str | None):
         self.max_age, self.ratios, self.group_by = max_age, tuple(ratios), group_by
@@ -73,14 +71,3 @@ class ReadLabels(beam.PTransform):
                | "ListSources" >> beam.Create(self.units)
                | "Parse" >> beam.ParDo(self.read).with_outputs(REJECTS, COUNTS, main="rows"))
         return out.rows, out[COUNTS], out[REJECTS]
-
-
-class PackRows(beam.PTransform):
-    """LabelRows -> the packed form ReadLabels gives LoadImages (for rows made elsewhere)."""
-
-    def __init__(self, spill_dir: str | None = None):
-        super().__init__()
-        self.spill_dir = spill_dir
-
-    def expand(self, rows):
-        return rows | "KeyByName" >> beam.Map(row_key) | "Pack" >> packing.Pack(self.spill_dir)

@@ -173,7 +173,7 @@ class _LoadImage(beam.DoFn):
 
 
 class LoadImages(beam.PTransform):
-    """Label rows packed by file-name bucket (ReadLabels, PackRows) -> ((shard key,
+    """Label rows packed by file-name bucket (ReadLabels) -> ((shard key,
     fragments.Part), claims on ids packed by bucket, rejects): reject the rows of a file name
     labelled more than once, then read, validate, resize, measure, choose the split and shard,
     encode, spill to fragment files.

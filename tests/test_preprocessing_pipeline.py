@@ -41,7 +41,9 @@ def _png(path, color=(10, 200, 30), size=(30, 20)):
 
 
 def _packed(p, rows, spill_dir=None):
-    return p | beam.Create(rows) | label_stage.PackRows(spill_dir)
+    """Rows made here -> the packed form ReadLabels gives LoadImages."""
+    return (p | beam.Create(rows) | beam.Map(label_stage.row_key)
+            | packing.Pack(spill_dir))
 
 
 def _claims(packed):
